@@ -1,0 +1,66 @@
+//! Diagnostics that never allocate: formatted into a stack buffer, written with `write(2)`.
+
+use core::fmt::{self, Write};
+
+/// A fixed-capacity text buffer on the stack; overflowing text is cut, never reallocated.
+pub struct StackBuf<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> StackBuf<N> {
+    /// An empty buffer.
+    pub const fn new() -> Self {
+        StackBuf { buf: [0; N], len: 0 }
+    }
+    /// The bytes written so far.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl<const N: usize> Default for StackBuf<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> Write for StackBuf<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let n = s.len().min(N - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+/// Writes raw bytes to standard error, keeping `errno`.
+pub fn write_stderr(bytes: &[u8]) {
+    crate::os::keep_errno(|| {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            // SAFETY: writing an initialised slice to fd 2.
+            let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
+            if n <= 0 {
+                break;
+            }
+            rest = &rest[n as usize..];
+        }
+    });
+}
+
+/// Formats a message (prefixed `hakmem: `, ending in a newline) and writes it to stderr.
+pub fn print(args: fmt::Arguments<'_>) {
+    let mut b = StackBuf::<512>::new();
+    let _ = b.write_str("hakmem: ");
+    let _ = b.write_fmt(args);
+    let _ = b.write_str("\n");
+    write_stderr(b.as_bytes());
+}
+
+/// Reports a pointer passed to `free`/`realloc`/`malloc_usable_size` that hakmem did not hand
+/// out. The pointer is left alone: nothing is corrupted.
+#[cold]
+pub fn bad_pointer(what: &str, p: *const u8) {
+    print(format_args!("{what}({p:p}): pointer not allocated by hakmem; ignored"));
+}

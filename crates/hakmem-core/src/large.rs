@@ -1,0 +1,179 @@
+//! The large path: one direct, chunk-aligned mapping per block above the run limit.
+//!
+//! Layout: `[base .. p - PAGE)` unused (only when `align > PAGE`), the [`Header`] page at
+//! `p - PAGE`, then the block at `p`, up to the end of the reservation, which is rounded up to
+//! whole chunks (address space only: untouched pages cost no memory). So a block can grow in
+//! place up to its chunk end for free, and further with `mremap`, which moves pages without
+//! copying them.
+
+use crate::map::{self, CHUNK_SIZE, TAG_LARGE};
+use crate::os::{self, PAGE};
+use crate::segment::{OS_PAGES, PageSource};
+use crate::stats;
+use core::ptr;
+
+const MAGIC: usize = 0x6861_6b6d_4c52_4745; // "hakmLRGE"
+
+#[repr(C)]
+struct Header {
+    magic: usize,
+    /// The block this header describes (a check against stray pointers).
+    user: *mut u8,
+    /// Start and length of the whole reservation.
+    base: *mut u8,
+    len: usize,
+}
+
+fn reservation(size: usize, align: usize) -> Option<(usize, usize)> {
+    let head = align.max(PAGE);
+    let len = os::align_up(head.checked_add(size)?, CHUNK_SIZE)?;
+    (len <= isize::MAX as usize).then_some((head, len))
+}
+
+/// Allocates `size` bytes aligned to `align` (a power of two) in a mapping of its own.
+/// Null when the size is impossible or the OS refuses.
+pub fn alloc(size: usize, align: usize) -> *mut u8 {
+    let Some((head, len)) = reservation(size, align) else { return ptr::null_mut() };
+    let base = OS_PAGES.reserve(len, align.max(CHUNK_SIZE), TAG_LARGE);
+    if base.is_null() {
+        return base;
+    }
+    // SAFETY: `head < len`; the header page lies inside the fresh reservation.
+    unsafe {
+        let p = base.add(head);
+        p.sub(PAGE).cast::<Header>().write(Header { magic: MAGIC, user: p, base, len });
+        stats::LARGE_ALLOCS.add(1);
+        p
+    }
+}
+
+/// The header of a live block, or None for a pointer that is not one.
+fn header(p: *mut u8) -> Option<*mut Header> {
+    let addr = p as usize;
+    if addr % PAGE != 0 || addr < PAGE || map::MAP.tag(addr - PAGE) != TAG_LARGE {
+        return None;
+    }
+    let h = (addr - PAGE) as *mut Header;
+    // SAFETY: the page before `p` is in a chunk tagged large, i.e. inside one of our
+    // reservations, which are mapped in whole.
+    let ok = unsafe { (*h).magic == MAGIC && (*h).user == p };
+    ok.then_some(h)
+}
+
+/// Frees a block. A pointer that is not a live block gets a diagnostic and is ignored.
+///
+/// # Safety
+/// `p` must lie in a chunk the owner map tags as large.
+pub unsafe fn free(p: *mut u8) {
+    let Some(h) = header(p) else { return crate::diag::bad_pointer("free", p) };
+    os::keep_errno(|| {
+        // SAFETY: `h` is the live header; the block is dead after this call.
+        unsafe {
+            let (base, len) = ((*h).base, (*h).len);
+            (*h).magic = 0;
+            stats::LARGE_FREES.add(1);
+            OS_PAGES.release(base, len);
+        }
+    });
+}
+
+/// The usable size of a live block (to the end of its reservation); 0 for a stray pointer.
+///
+/// # Safety
+/// `p` must lie in a chunk the owner map tags as large.
+pub unsafe fn usable_size(p: *mut u8) -> usize {
+    match header(p) {
+        // SAFETY: `h` is the live header.
+        Some(h) => unsafe { (*h).base as usize + (*h).len - p as usize },
+        None => 0,
+    }
+}
+
+/// Resizes a live block to at least `new` bytes without copying: in place when the reservation
+/// (or the address space after it) has room, else by moving its pages with `mremap`. Returns
+/// the block's (possibly new) address, or null when the OS refuses; the old block then stays
+/// valid.
+///
+/// # Safety
+/// `p` must be a live block from [`alloc`].
+pub unsafe fn resize(p: *mut u8, new: usize) -> *mut u8 {
+    let Some(h) = header(p) else { return ptr::null_mut() };
+    // SAFETY: `h` is the live header of a block the caller owns.
+    unsafe {
+        let (base, len) = ((*h).base, (*h).len);
+        let head = p as usize - base as usize;
+        let Some((_, new_len)) = reservation(new, head) else { return ptr::null_mut() };
+        if new_len <= len {
+            return p;
+        }
+        if os::grow_in_place(base, len, new_len) {
+            map::MAP.set(base as usize, new_len, TAG_LARGE);
+            stats::OS_MAPPED.add((new_len - len) as u64);
+            (*h).len = new_len;
+            return p;
+        }
+        // Reserve an aligned target, then move the pages onto it.
+        let align = if head > PAGE { head } else { CHUNK_SIZE };
+        let target = OS_PAGES.reserve(new_len, align.max(CHUNK_SIZE), TAG_LARGE);
+        if target.is_null() {
+            return ptr::null_mut();
+        }
+        if os::remap_to(base, len, new_len, target).is_null() {
+            OS_PAGES.release(target, new_len);
+            return ptr::null_mut();
+        }
+        // The old range is gone from the process: forget it.
+        map::MAP.clear(base as usize, len);
+        stats::OS_MAPPED.sub(len as u64);
+        stats::OS_SEGMENTS.sub(1);
+        let q = target.add(head);
+        let h = q.sub(PAGE).cast::<Header>();
+        (*h).user = q;
+        (*h).base = target;
+        (*h).len = new_len;
+        q
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alloc_grow_free() {
+        let p = alloc(3 << 20, PAGE);
+        assert!(!p.is_null());
+        // SAFETY: p is a fresh block of 3 MiB; it is grown, checked and freed once.
+        unsafe {
+            assert!(usable_size(p) >= 3 << 20);
+            p.write(7);
+            p.add((3 << 20) - 1).write(9);
+            let q = resize(p, 40 << 20);
+            assert!(!q.is_null());
+            assert!(usable_size(q) >= 40 << 20);
+            assert_eq!((*q, *q.add((3 << 20) - 1)), (7, 9));
+            q.add((40 << 20) - 1).write(1);
+            free(q);
+            assert_eq!(map::MAP.tag(q as usize), map::TAG_NONE);
+        }
+    }
+
+    #[test]
+    fn aligned_blocks() {
+        for align in [PAGE, 1 << 16, 1 << 21, 1 << 23] {
+            let p = alloc(5000, align);
+            assert_eq!(p as usize % align, 0);
+            // SAFETY: fresh block, freed once.
+            unsafe {
+                assert!(usable_size(p) >= 5000);
+                free(p);
+            }
+        }
+    }
+
+    #[test]
+    fn impossible_sizes_fail() {
+        assert!(alloc(usize::MAX - 10, PAGE).is_null());
+        assert!(alloc(isize::MAX as usize, PAGE).is_null());
+    }
+}

@@ -1,0 +1,38 @@
+//! # hakmem-core: the page source and everything the tiers share
+//!
+//! Role: obtains memory from the OS in chunk-aligned segments ([`segment`], [`os`]), records
+//! which tier owns each 4 MiB chunk in the address → owner map ([`map`]), defines the Tiny size
+//! classes ([`class`]), reads the configuration ([`config`]), keeps the counters ([`stats`]),
+//! and serves every size above Tiny until the pools exist: page runs up to 1 MiB ([`run`]) and
+//! direct mappings above ([`large`]). Tiers plug in through [`tier::Tier`] and
+//! [`segment::PageSource`].
+//!
+//! Invariants:
+//! - Every mapping hakmem makes starts on a chunk boundary and its chunks carry one owner tag,
+//!   so `free(p)` finds the owner of `p` with one load from the map, for any `p`.
+//! - Nothing here allocates through a global allocator, takes a lock libc might hold, or does
+//!   `std` I/O: this code runs inside `malloc`. Diagnostics go through [`diag`] (stack buffers,
+//!   `write(2)`).
+//! - All state is `const`-initialised: the first call may come before `main` or TLS set-up.
+//! - Concurrency primitives come from [`sync`] (std normally, loom under `cfg(loom)`).
+#![no_std]
+#![warn(missing_docs)]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod class;
+pub mod config;
+pub mod diag;
+#[cfg(not(loom))]
+pub mod large;
+pub mod map;
+pub mod os;
+#[cfg(not(loom))]
+pub mod run;
+#[cfg(not(loom))]
+pub mod segment;
+pub mod stats;
+pub mod sync;
+#[cfg(not(loom))]
+pub mod tier;

@@ -1,0 +1,150 @@
+//! The operating system: anonymous mappings, purging, errno, and the thread pointer.
+//! Every function here is a thin fenced wrapper over one system call.
+
+use core::ptr;
+
+/// The page size hakmem assumes (x86-64 and most aarch64 Linux systems).
+pub const PAGE: usize = 4096;
+
+/// Rounds `n` up to a multiple of `align` (a power of two); `None` on overflow.
+#[inline]
+pub const fn align_up(n: usize, align: usize) -> Option<usize> {
+    match n.checked_add(align - 1) {
+        Some(v) => Some(v & !(align - 1)),
+        None => None,
+    }
+}
+
+/// Maps `size` bytes of fresh zeroed read-write memory; null when the OS refuses.
+pub fn map(size: usize) -> *mut u8 {
+    // SAFETY: an anonymous private mapping at an address of the kernel's choosing.
+    let p = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED { ptr::null_mut() } else { p.cast() }
+}
+
+/// Maps `size` bytes aligned to `align` (a power of two ≥ [`PAGE`]) by over-reserving and
+/// trimming both ends. Null when the OS refuses.
+pub fn map_aligned(size: usize, align: usize) -> *mut u8 {
+    let Some(total) = size.checked_add(align) else { return ptr::null_mut() };
+    let raw = map(total);
+    if raw.is_null() {
+        return raw;
+    }
+    let start = raw as usize;
+    let aligned = (start + align - 1) & !(align - 1);
+    let head = aligned - start;
+    let tail = total - head - size;
+    // SAFETY: both trimmed ranges lie inside the mapping just made and are not used.
+    unsafe {
+        if head > 0 {
+            unmap(raw, head);
+        }
+        if tail > 0 {
+            unmap((aligned + size) as *mut u8, tail);
+        }
+    }
+    aligned as *mut u8
+}
+
+/// Unmaps a range that [`map`] or [`map_aligned`] returned (or a page-aligned part of one).
+///
+/// # Safety
+/// Nothing may use the range afterwards.
+pub unsafe fn unmap(p: *mut u8, size: usize) {
+    // SAFETY: the caller owns the range.
+    unsafe { libc::munmap(p.cast(), size) };
+}
+
+/// Tells the OS the contents of a page-aligned range are no longer needed: its physical pages
+/// are released now and the range reads back as zeros.
+///
+/// # Safety
+/// The range must be mapped and hold no live data.
+pub unsafe fn purge(p: *mut u8, size: usize) {
+    // SAFETY: the caller owns the range and its contents are dead.
+    unsafe { libc::madvise(p.cast(), size, libc::MADV_DONTNEED) };
+}
+
+
+/// The calling thread's `errno`.
+#[inline]
+pub fn errno() -> i32 {
+    // SAFETY: __errno_location always returns this thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Sets the calling thread's `errno`.
+#[inline]
+pub fn set_errno(e: i32) {
+    // SAFETY: as in `errno`.
+    unsafe { *libc::__errno_location() = e };
+}
+
+/// Keeps `errno` unchanged across `f` (for `free`, which POSIX forbids to touch it).
+#[inline]
+pub fn keep_errno<R>(f: impl FnOnce() -> R) -> R {
+    let e = errno();
+    let r = f();
+    set_errno(e);
+    r
+}
+
+/// A value unique to each live thread, read from the thread-pointer register in one
+/// instruction (the same identity mimalloc uses). Never 0.
+#[inline(always)]
+pub fn thread_id() -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let tp: usize;
+        // SAFETY: on x86-64 Linux %fs:0 holds the thread control block's self pointer.
+        unsafe {
+            core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags, pure))
+        };
+        tp
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let tp: usize;
+        // SAFETY: tpidr_el0 is the thread pointer register, readable from user space.
+        unsafe { core::arch::asm!("mrs {}, tpidr_el0", out(reg) tp, options(nostack, nomem, preserves_flags, pure)) };
+        tp
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        // SAFETY: pthread_self never fails and needs no allocation.
+        unsafe { libc::pthread_self() as usize }
+    }
+}
+
+/// Moves the pages of the mapping `[p, p + old)` to `[to, to + new)`, replacing whatever was
+/// mapped there, without copying. Null when the OS refuses.
+///
+/// # Safety
+/// `p`/`old` must describe a whole mapping the caller owns, and `[to, to + new)` a range the
+/// caller owns too.
+pub unsafe fn remap_to(p: *mut u8, old: usize, new: usize, to: *mut u8) -> *mut u8 {
+    // SAFETY: the caller owns both ranges.
+    let q = unsafe {
+        libc::mremap(p.cast(), old, new, libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, to.cast::<libc::c_void>())
+    };
+    if q == libc::MAP_FAILED { ptr::null_mut() } else { q.cast() }
+}
+
+/// Grows a mapping in place. False when the address space after it is taken.
+///
+/// # Safety
+/// `p`/`old` must describe a whole mapping the caller owns.
+pub unsafe fn grow_in_place(p: *mut u8, old: usize, new: usize) -> bool {
+    // SAFETY: without MREMAP_MAYMOVE the kernel only extends into free address space.
+    let q = unsafe { libc::mremap(p.cast(), old, new, 0) };
+    q != libc::MAP_FAILED
+}

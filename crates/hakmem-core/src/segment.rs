@@ -1,0 +1,57 @@
+//! The page source: chunk-aligned reservations from the OS, registered in the owner map.
+//!
+//! Tiers obtain memory only through [`PageSource`], so a test or an embedding can substitute
+//! its own source; the process uses [`OsPages`].
+
+use crate::map::{self, CHUNK_SIZE, Tag};
+use crate::{os, stats};
+
+/// Where tiers get their memory from.
+pub trait PageSource: Sync {
+    /// Reserves `size` bytes aligned to `align` (a power of two ≥ [`CHUNK_SIZE`]), zero-filled,
+    /// and records `tag` as the owner of its chunks. Null when the OS refuses.
+    fn reserve(&self, size: usize, align: usize, tag: Tag) -> *mut u8;
+    /// Returns a reservation (or its chunk-aligned tail) to the OS.
+    ///
+    /// # Safety
+    /// The range must come from `reserve` and hold nothing live.
+    unsafe fn release(&self, p: *mut u8, size: usize);
+    /// Releases the physical pages of a page-aligned range, which stays reserved and reads back
+    /// as zeros.
+    ///
+    /// # Safety
+    /// The range must lie in a reservation and hold nothing live.
+    unsafe fn purge(&self, p: *mut u8, size: usize);
+}
+
+/// The operating system as a page source.
+pub struct OsPages;
+
+/// The process's page source.
+pub static OS_PAGES: OsPages = OsPages;
+
+impl PageSource for OsPages {
+    fn reserve(&self, size: usize, align: usize, tag: Tag) -> *mut u8 {
+        debug_assert!(align.is_power_of_two() && align >= CHUNK_SIZE);
+        let p = os::map_aligned(size, align);
+        if !p.is_null() {
+            map::MAP.set(p as usize, size, tag);
+            stats::OS_MAPPED.add(size as u64);
+            stats::OS_SEGMENTS.add(1);
+        }
+        p
+    }
+
+    unsafe fn release(&self, p: *mut u8, size: usize) {
+        map::MAP.clear(p as usize, size);
+        stats::OS_MAPPED.sub(size as u64);
+        stats::OS_SEGMENTS.sub(1);
+        // SAFETY: forwarded contract.
+        unsafe { os::unmap(p, size) };
+    }
+
+    unsafe fn purge(&self, p: *mut u8, size: usize) {
+        // SAFETY: forwarded contract.
+        unsafe { os::purge(p, size) };
+    }
+}

@@ -1,0 +1,137 @@
+//! Process-wide counters, updated only on slow paths (refills, segment and page-run operations),
+//! never per Tiny malloc/free. They prove which allocator served a program and feed `HAKMEM_STATS`.
+
+use crate::sync::{AtomicU64, Ordering};
+use core::fmt::{self, Write};
+
+/// One counter.
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    const fn new() -> Self {
+        Counter(AtomicU64::new(0))
+    }
+    /// Adds `n`.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Subtracts `n`.
+    #[inline]
+    pub fn sub(&self, n: u64) {
+        self.0.fetch_sub(n, Ordering::Relaxed);
+    }
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Tiny blocks carved from fresh slab memory.
+pub static TINY_CARVED: Counter = Counter::new();
+/// Tiny slabs taken by thread heaps (fresh or reclaimed).
+pub static TINY_SLABS: Counter = Counter::new();
+/// Tiny blocks freed by a thread other than the owner, as collected by owners.
+pub static TINY_REMOTE: Counter = Counter::new();
+/// Page-run allocations (sizes above Tiny up to the run limit).
+pub static RUN_ALLOCS: Counter = Counter::new();
+/// Page-run frees.
+pub static RUN_FREES: Counter = Counter::new();
+/// Direct-mapping allocations.
+pub static LARGE_ALLOCS: Counter = Counter::new();
+/// Direct-mapping frees.
+pub static LARGE_FREES: Counter = Counter::new();
+/// Bytes currently mapped from the OS.
+pub static OS_MAPPED: Counter = Counter::new();
+/// Segments currently mapped.
+pub static OS_SEGMENTS: Counter = Counter::new();
+
+/// A copy of every counter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// See [`TINY_CARVED`].
+    pub tiny_carved: u64,
+    /// See [`TINY_SLABS`].
+    pub tiny_slabs: u64,
+    /// See [`TINY_REMOTE`].
+    pub tiny_remote: u64,
+    /// See [`RUN_ALLOCS`].
+    pub run_allocs: u64,
+    /// See [`RUN_FREES`].
+    pub run_frees: u64,
+    /// See [`LARGE_ALLOCS`].
+    pub large_allocs: u64,
+    /// See [`LARGE_FREES`].
+    pub large_frees: u64,
+    /// See [`OS_MAPPED`].
+    pub os_mapped: u64,
+    /// See [`OS_SEGMENTS`].
+    pub os_segments: u64,
+}
+
+/// Reads every counter.
+pub fn snapshot() -> Stats {
+    Stats {
+        tiny_carved: TINY_CARVED.get(),
+        tiny_slabs: TINY_SLABS.get(),
+        tiny_remote: TINY_REMOTE.get(),
+        run_allocs: RUN_ALLOCS.get(),
+        run_frees: RUN_FREES.get(),
+        large_allocs: LARGE_ALLOCS.get(),
+        large_frees: LARGE_FREES.get(),
+        os_mapped: OS_MAPPED.get(),
+        os_segments: OS_SEGMENTS.get(),
+    }
+}
+
+impl fmt::Display for Stats {
+    /// `hakmem-stats: key=value ...`, the line `HAKMEM_STATS=1` prints and benchmarks parse.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "hakmem-stats: tiny.carved={} tiny.slabs={} tiny.remote={} run.allocs={} run.frees={} \
+             large.allocs={} large.frees={} os.mapped={} os.segments={}",
+            self.tiny_carved,
+            self.tiny_slabs,
+            self.tiny_remote,
+            self.run_allocs,
+            self.run_frees,
+            self.large_allocs,
+            self.large_frees,
+            self.os_mapped,
+            self.os_segments
+        )
+    }
+}
+
+/// Writes the stats line plus a newline to stderr, without allocating.
+pub fn print() {
+    let mut b = crate::diag::StackBuf::<512>::new();
+    let _ = writeln!(b, "{}", snapshot());
+    crate::diag::write_stderr(b.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec::Vec;
+
+    #[test]
+    fn line_format_is_parseable() {
+        let s = Stats { tiny_carved: 7, os_segments: 2, ..Stats::default() };
+        let mut b = crate::diag::StackBuf::<512>::new();
+        write!(b, "{s}").unwrap();
+        let line = core::str::from_utf8(b.as_bytes()).unwrap();
+        assert!(line.starts_with("hakmem-stats: "));
+        let kv: Vec<(&str, u64)> = line["hakmem-stats: ".len()..]
+            .split(' ')
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap();
+                (k, v.parse().unwrap())
+            })
+            .collect();
+        assert_eq!(kv.len(), 9);
+        assert!(kv.contains(&("tiny.carved", 7)));
+        assert!(kv.contains(&("os.segments", 2)));
+    }
+}
