@@ -1,1 +1,245 @@
-//! placeholder
+//! # hakmem-ffi: `libhakmem.so`, the C ABI
+//!
+//! Role: exports the whole malloc family with C/POSIX semantics over the `hakmem` facade, for
+//! `LD_PRELOAD=libhakmem.so program`: `malloc free calloc realloc reallocarray posix_memalign
+//! aligned_alloc memalign valloc pvalloc malloc_usable_size free_sized free_aligned_sized`, the
+//! `__libc_*` aliases glibc-internal callers use, and hakmem's own `hakmem_stats_format` and
+//! `hakmem_owns`.
+//!
+//! Invariants: no function here allocates through Rust's global allocator (which in this library
+//! is the system one, i.e. these very functions), panics (`panic = "abort"` in release), or does
+//! `std` I/O; `free` keeps `errno`; failures set `ENOMEM`/`EINVAL` exactly as POSIX says. A
+//! constructor registers `fork` handlers that hold every hakmem lock across `fork`, and a
+//! destructor prints the counters when `HAKMEM_STATS=1`.
+#![allow(clippy::missing_safety_doc)] // each export's contract is the C standard's
+
+use core::ffi::{c_char, c_int, c_void};
+use core::ptr;
+use hakmem_core::os::{PAGE, align_up, set_errno};
+
+/// The largest size any request may have: beyond it, ENOMEM without asking the OS.
+const MAX_SIZE: usize = isize::MAX as usize - (4 << 20);
+
+#[inline(always)]
+fn nomem<T>() -> *mut T {
+    set_errno(libc::ENOMEM);
+    ptr::null_mut()
+}
+
+#[inline(always)]
+fn checked(p: *mut u8) -> *mut c_void {
+    if p.is_null() { nomem() } else { p.cast() }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn malloc(size: usize) -> *mut c_void {
+    let p = hakmem::malloc(size);
+    if p.is_null() { nomem() } else { p.cast() }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn free(p: *mut c_void) {
+    // SAFETY: C's contract: `p` is null or a live block from this allocator.
+    unsafe { hakmem::free(p.cast()) }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
+    match n.checked_mul(size) {
+        Some(total) if total <= MAX_SIZE => checked(hakmem::alloc_zeroed(total, hakmem::natural_align(total))),
+        _ => nomem(),
+    }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
+    if size > MAX_SIZE {
+        return nomem();
+    }
+    // SAFETY: C's contract on `p`.
+    let q = unsafe { hakmem::realloc(p.cast(), size) };
+    if q.is_null() && (size != 0 || p.is_null()) { nomem() } else { q.cast() }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void {
+    match n.checked_mul(size) {
+        // SAFETY: C's contract on `p`.
+        Some(total) => unsafe { realloc(p, total) },
+        None => nomem(),
+    }
+}
+
+fn aligned(align: usize, size: usize) -> *mut c_void {
+    if size > MAX_SIZE || align > MAX_SIZE / 2 {
+        return nomem();
+    }
+    checked(hakmem::alloc_aligned(size, align))
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
+    if !align.is_power_of_two() || !align.is_multiple_of(size_of::<*mut c_void>()) {
+        return libc::EINVAL;
+    }
+    if size > MAX_SIZE || align > MAX_SIZE / 2 {
+        return libc::ENOMEM;
+    }
+    let p = hakmem::alloc_aligned(size, align);
+    if p.is_null() {
+        return libc::ENOMEM;
+    }
+    // SAFETY: C's contract: `out` points to writable storage for a pointer.
+    unsafe { *out = p.cast() };
+    0
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+    if !align.is_power_of_two() {
+        set_errno(libc::EINVAL);
+        return ptr::null_mut();
+    }
+    aligned(align, size)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
+    // glibc rounds a non-power-of-two alignment up to the next power of two.
+    match align.max(1).checked_next_power_of_two() {
+        Some(a) => aligned(a, size),
+        None => {
+            set_errno(libc::EINVAL);
+            ptr::null_mut()
+        }
+    }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn valloc(size: usize) -> *mut c_void {
+    aligned(PAGE, size)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn pvalloc(size: usize) -> *mut c_void {
+    match align_up(size.max(1), PAGE) {
+        Some(s) => aligned(PAGE, s),
+        None => nomem(),
+    }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
+    // SAFETY: C's contract: `p` is null or live.
+    unsafe { hakmem::usable_size(p.cast()) }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn free_sized(p: *mut c_void, _size: usize) {
+    // SAFETY: C's contract on `p`.
+    unsafe { hakmem::free(p.cast()) }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn free_aligned_sized(p: *mut c_void, _align: usize, _size: usize) {
+    // SAFETY: C's contract on `p`.
+    unsafe { hakmem::free(p.cast()) }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn __libc_malloc(size: usize) -> *mut c_void {
+    malloc(size)
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __libc_free(p: *mut c_void) {
+    // SAFETY: forwarded contract.
+    unsafe { free(p) }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn __libc_calloc(n: usize, size: usize) -> *mut c_void {
+    calloc(n, size)
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __libc_realloc(p: *mut c_void, size: usize) -> *mut c_void {
+    // SAFETY: forwarded contract.
+    unsafe { realloc(p, size) }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn __libc_memalign(align: usize, size: usize) -> *mut c_void {
+    memalign(align, size)
+}
+
+/// Writes the counters line (`hakmem-stats: key=value ...`), NUL-terminated and cut to fit
+/// `cap` bytes, into `buf`; returns the length of the whole line (like `snprintf`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn hakmem_stats_format(buf: *mut c_char, cap: usize) -> usize {
+    use core::fmt::Write;
+    let mut line = hakmem_core::diag::StackBuf::<512>::new();
+    let _ = write!(line, "{}", hakmem::stats());
+    let bytes = line.as_bytes();
+    if !buf.is_null() && cap > 0 {
+        let n = bytes.len().min(cap - 1);
+        // SAFETY: the caller gives `cap` writable bytes at `buf`.
+        unsafe {
+            ptr::copy_nonoverlapping(bytes.as_ptr(), buf.cast(), n);
+            *buf.add(n) = 0;
+        }
+    }
+    bytes.len()
+}
+
+/// 1 if `p` lies in memory hakmem manages, else 0.
+#[unsafe(no_mangle)]
+pub extern "C" fn hakmem_owns(p: *const c_void) -> c_int {
+    hakmem::owns(p.cast()) as c_int
+}
+
+mod lifecycle {
+    //! Load-time and exit-time hooks, without allocation of their own.
+    use hakmem_core::{config, stats};
+
+    fn fork_locks() -> [&'static hakmem_core::sync::RawLock; 2] {
+        let [tiny] = hakmem_tiny::fork_locks();
+        [tiny, hakmem_core::run::lock()]
+    }
+
+    extern "C" fn before_fork() {
+        for l in fork_locks() {
+            l.lock();
+        }
+    }
+    extern "C" fn after_fork_parent() {
+        for l in fork_locks().iter().rev() {
+            l.unlock();
+        }
+    }
+    extern "C" fn after_fork_child() {
+        for l in fork_locks() {
+            l.reset_after_fork();
+        }
+    }
+
+    extern "C" fn on_load() {
+        let _ = config::get();
+        // SAFETY: registering plain functions; glibc may call malloc here, which is ready.
+        unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork_parent), Some(after_fork_child)) };
+    }
+
+    extern "C" fn on_unload() {
+        if config::get().stats {
+            stats::print();
+        }
+    }
+
+    #[used]
+    #[unsafe(link_section = ".init_array")]
+    static ON_LOAD: extern "C" fn() = on_load;
+
+    #[used]
+    #[unsafe(link_section = ".fini_array")]
+    static ON_UNLOAD: extern "C" fn() = on_unload;
+}

@@ -1,1 +1,207 @@
-//! placeholder
+//! # hakmem: a fast general-purpose memory allocator
+//!
+//! Role: the facade. It routes every request to a tier by size alone and every free by the
+//! owner tag of the pointer's chunk, and offers the allocator three ways:
+//! - `#[global_allocator] static A: hakmem::HakMem = hakmem::HakMem;` in a Rust program;
+//! - the functions of this crate ([`malloc`], [`free`], [`realloc`], …) for direct use;
+//! - `libhakmem.so` (crate `hakmem-ffi`), the C ABI, for `LD_PRELOAD`.
+//!
+//! | sizes | tier |
+//! |---|---|
+//! | 0..=1 KiB | Tiny (`hakmem-tiny`): per-thread slabs |
+//! | up to 1 MiB | page runs (`hakmem_core::run`) |
+//! | above | direct mappings (`hakmem_core::large`) |
+//!
+//! Invariants: the hot path is a size test and a call into Tiny — no locks, no lookups, no
+//! learning; nothing here allocates; every pointer returned is registered in the owner map, so
+//! [`free`] of any pointer is safe to dispatch (a stray pointer gets a diagnostic).
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr;
+use hakmem_core::class::TINY_MAX;
+use hakmem_core::map::{self, TAG_LARGE, TAG_NONE, TAG_RUN, TAG_TINY};
+use hakmem_core::run::RUN_MAX;
+use hakmem_core::{diag, large, run};
+
+pub use hakmem_core::stats::Stats;
+
+/// The allocator, for `#[global_allocator]`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HakMem;
+
+/// The alignment `malloc(size)` guarantees: 16 bytes (8 for sizes up to 8).
+#[inline(always)]
+pub const fn natural_align(size: usize) -> usize {
+    if size <= 8 { 8 } else { 16 }
+}
+
+/// Allocates `size` bytes aligned to [`natural_align`]. Null when out of memory.
+#[inline(always)]
+pub fn malloc(size: usize) -> *mut u8 {
+    if size <= TINY_MAX { hakmem_tiny::alloc(size) } else { alloc_big(size, 16) }
+}
+
+/// Sizes above Tiny (or alignments it cannot give).
+#[cold]
+#[inline(never)]
+fn alloc_big(size: usize, align: usize) -> *mut u8 {
+    if size <= RUN_MAX && align <= RUN_MAX { run::alloc(size, align) } else { large::alloc(size, align) }
+}
+
+/// Allocates `size` bytes aligned to `align` (a power of two). Null when out of memory.
+pub fn alloc_aligned(size: usize, align: usize) -> *mut u8 {
+    debug_assert!(align.is_power_of_two());
+    if align <= natural_align(size) {
+        malloc(size)
+    } else if size <= TINY_MAX && align <= TINY_MAX {
+        hakmem_tiny::alloc_aligned(size, align)
+    } else {
+        alloc_big(size, align)
+    }
+}
+
+/// Allocates `size` zeroed bytes aligned to `align`. Null when out of memory.
+pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
+    let p = alloc_aligned(size, align);
+    // Direct mappings are always fresh from the OS, hence already zero.
+    if !p.is_null() && map::tag_of(p) != TAG_LARGE {
+        // SAFETY: `p` is a fresh block of at least `size` bytes.
+        unsafe { ptr::write_bytes(p, 0, size) };
+    }
+    p
+}
+
+/// Frees a block from any hakmem function; null is ignored. A pointer hakmem did not hand out
+/// gets a diagnostic on stderr and is left alone.
+///
+/// # Safety
+/// `p` must be null or a live block from hakmem, not used afterwards.
+#[inline(always)]
+pub unsafe fn free(p: *mut u8) {
+    let tag = map::tag_of(p);
+    if tag == TAG_TINY {
+        // SAFETY: the owner map says `p` is in a Tiny segment; the caller says it is live.
+        unsafe { hakmem_tiny::free(p) }
+    } else {
+        // SAFETY: forwarded contract.
+        unsafe { free_other(p, tag) }
+    }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn free_other(p: *mut u8, tag: map::Tag) {
+    // SAFETY: each arm runs only for pointers in chunks of its own tier.
+    unsafe {
+        match tag {
+            TAG_RUN => run::free(p),
+            TAG_LARGE => large::free(p),
+            _ if p.is_null() => {}
+            _ => diag::bad_pointer("free", p),
+        }
+    }
+}
+
+/// The number of usable bytes of a live block (at least what was asked for); 0 for null or a
+/// pointer hakmem did not hand out.
+///
+/// # Safety
+/// `p` must be null or a live block from hakmem.
+pub unsafe fn usable_size(p: *mut u8) -> usize {
+    // SAFETY: each arm runs only for pointers in chunks of its own tier.
+    unsafe {
+        match map::tag_of(p) {
+            TAG_TINY => hakmem_tiny::usable_size(p),
+            TAG_RUN => run::usable_size(p),
+            TAG_LARGE => large::usable_size(p),
+            _ => 0,
+        }
+    }
+}
+
+/// Resizes a block to `size` bytes keeping its contents (C `realloc` without errno): null `p`
+/// allocates; `size == 0` frees and returns null. On failure returns null and `p` stays valid.
+///
+/// # Safety
+/// `p` must be null or a live block from hakmem, not used after a non-null return.
+pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
+    if p.is_null() {
+        return malloc(size);
+    }
+    if size == 0 {
+        // SAFETY: forwarded contract.
+        unsafe { free(p) };
+        return ptr::null_mut();
+    }
+    let tag = map::tag_of(p);
+    // SAFETY: the caller says `p` is live.
+    let old = unsafe { usable_size(p) };
+    if tag == TAG_NONE || old == 0 {
+        diag::bad_pointer("realloc", p);
+        return ptr::null_mut();
+    }
+    if size <= old && size > old / 2 {
+        return p;
+    }
+    if tag == TAG_LARGE && size > RUN_MAX {
+        // SAFETY: `p` is a live direct mapping.
+        let q = unsafe { large::resize(p, size) };
+        if !q.is_null() {
+            return q;
+        }
+    }
+    let q = malloc(size);
+    if !q.is_null() {
+        // SAFETY: both blocks are live, distinct, and at least min(old, size) long.
+        unsafe {
+            ptr::copy_nonoverlapping(p, q, old.min(size));
+            free(p);
+        }
+    }
+    q
+}
+
+/// Whether `p` lies in memory hakmem manages.
+pub fn owns(p: *const u8) -> bool {
+    map::tag_of(p) != TAG_NONE
+}
+
+/// The process-wide counters.
+pub fn stats() -> Stats {
+    hakmem_core::stats::snapshot()
+}
+
+// SAFETY: every method returns blocks of at least `layout.size()` bytes aligned to
+// `layout.align()`, or null; blocks stay valid until freed exactly once.
+unsafe impl GlobalAlloc for HakMem {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        alloc_aligned(layout.size(), layout.align())
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, p: *mut u8, _layout: Layout) {
+        // SAFETY: GlobalAlloc's contract: `p` came from this allocator and is live.
+        unsafe { free(p) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        alloc_zeroed(layout.size(), layout.align())
+    }
+
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, size: usize) -> *mut u8 {
+        if layout.align() <= natural_align(size) || (size > TINY_MAX && layout.align() <= 4096) {
+            // SAFETY: GlobalAlloc's contract; `size > 0`. Blocks above Tiny are page-aligned.
+            return unsafe { realloc(p, size) };
+        }
+        let q = alloc_aligned(size, layout.align());
+        if !q.is_null() {
+            // SAFETY: both blocks are live and distinct.
+            unsafe {
+                ptr::copy_nonoverlapping(p, q, layout.size().min(size));
+                free(p);
+            }
+        }
+        q
+    }
+}

@@ -1,0 +1,149 @@
+//! A slab: 64 KiB of blocks of one size class, with three free lists (mimalloc's free-list
+//! sharding): `free` (allocation pops here), `local_free` (the owner's frees), and the atomic
+//! remote list (other threads' frees). Allocation only falls to the slow path when `free` runs
+//! dry; the slow path then collects the other two lists in one go.
+//!
+//! Ownership: `owner` holds the owning thread's id, plus [`FULL`] while the slab sits in its
+//! heap's full queue, or 0 while it is abandoned or unused. A free is local exactly when
+//! `owner == thread_id()`, so one compare also routes frees into full slabs to the slow path.
+//! Only the owner touches the `Cell` fields; other threads read `owner` and push to `remote`.
+
+use crate::remote::{Block, RemoteList};
+use core::cell::Cell;
+use core::ptr;
+use hakmem_core::stats;
+use hakmem_core::sync::{AtomicUsize, Ordering};
+
+/// log2 of the slab size.
+pub const SLAB_SHIFT: usize = 16;
+/// The slab size: 64 KiB.
+pub const SLAB_SIZE: usize = 1 << SLAB_SHIFT;
+/// Owner flag: the slab is in its owner's full queue.
+pub const FULL: usize = 1;
+/// Blocks are carved from fresh memory this many bytes at a time (at least one block).
+const CARVE_BYTES: usize = 8 << 10;
+
+/// The metadata of one slab (kept in the segment header, never in the slab's own memory).
+#[repr(C, align(128))]
+pub struct Slab {
+    pub(crate) free: Cell<*mut Block>,
+    pub(crate) used: Cell<u32>,
+    pub(crate) block_size: Cell<u32>,
+    pub(crate) owner: AtomicUsize,
+    pub(crate) local_free: Cell<*mut Block>,
+    pub(crate) remote: RemoteList,
+    pub(crate) start: Cell<*mut u8>,
+    pub(crate) capacity: Cell<u32>,
+    pub(crate) carved: Cell<u32>,
+    pub(crate) class: Cell<u8>,
+    pub(crate) next: Cell<*mut Slab>,
+    pub(crate) prev: Cell<*mut Slab>,
+    pub(crate) heap_id: Cell<u64>,
+}
+
+// SAFETY: the Cell fields are touched only by the owning thread (or under the pool lock while
+// the slab has no owner); other threads use the atomics only.
+unsafe impl Sync for Slab {}
+
+impl Slab {
+    /// A slab with no memory and no blocks.
+    #[cfg(not(loom))]
+    pub const fn empty() -> Slab {
+        Slab {
+            free: Cell::new(ptr::null_mut()),
+            used: Cell::new(0),
+            block_size: Cell::new(0),
+            owner: AtomicUsize::new(0),
+            local_free: Cell::new(ptr::null_mut()),
+            remote: RemoteList::new(),
+            start: Cell::new(ptr::null_mut()),
+            capacity: Cell::new(0),
+            carved: Cell::new(0),
+            class: Cell::new(0),
+            next: Cell::new(ptr::null_mut()),
+            prev: Cell::new(ptr::null_mut()),
+            heap_id: Cell::new(0),
+        }
+    }
+
+    /// Prepares an unused slab to serve blocks of `block_size` for the thread `tid`.
+    pub(crate) fn format(&self, class: usize, block_size: usize, tid: usize, heap_id: u64) {
+        debug_assert!(self.remote.is_empty() && self.used.get() == 0);
+        self.free.set(ptr::null_mut());
+        self.local_free.set(ptr::null_mut());
+        self.used.set(0);
+        self.carved.set(0);
+        self.class.set(class as u8);
+        self.block_size.set(block_size as u32);
+        self.capacity.set((SLAB_SIZE / block_size) as u32);
+        self.heap_id.set(heap_id);
+        self.owner.store(tid, Ordering::Relaxed);
+    }
+
+    /// Moves the local and remote frees onto `free` (owner only).
+    pub(crate) fn collect(&self) {
+        let local = self.local_free.replace(ptr::null_mut());
+        if !local.is_null() {
+            // SAFETY: both lists hold dead blocks of this slab owned by the owner.
+            unsafe { self.free.set(concat(local, self.free.get()).0) };
+        }
+        let remote = self.remote.take_all();
+        if !remote.is_null() {
+            // SAFETY: the remote blocks now belong to the owner.
+            let (list, n) = unsafe { concat(remote, self.free.get()) };
+            self.free.set(list);
+            self.used.set(self.used.get() - n);
+            stats::TINY_REMOTE.add(n as u64);
+        }
+    }
+
+    /// Carves up to [`CARVE_BYTES`] of never-used blocks onto `free` (owner only). False when
+    /// the slab has no fresh memory left.
+    pub(crate) fn carve(&self) -> bool {
+        let (carved, cap, bs) = (self.carved.get(), self.capacity.get(), self.block_size.get() as usize);
+        if carved == cap {
+            return false;
+        }
+        let n = ((CARVE_BYTES / bs) as u32).clamp(1, cap - carved);
+        // SAFETY: blocks carved..carved+n lie inside this slab's 64 KiB and are unused.
+        unsafe {
+            let first = self.start.get().add(carved as usize * bs);
+            let mut b = first;
+            for _ in 1..n {
+                let next = b.add(bs);
+                (*b.cast::<Block>()).next = next.cast();
+                b = next;
+            }
+            (*b.cast::<Block>()).next = self.free.get();
+            self.free.set(first.cast());
+        }
+        self.carved.set(carved + n);
+        stats::TINY_CARVED.add(n as u64);
+        true
+    }
+
+    /// Whether `p` is the start of a block of this (formatted) slab.
+    pub(crate) fn holds_block(&self, p: *mut u8) -> bool {
+        let (start, bs) = (self.start.get() as usize, self.block_size.get() as usize);
+        let off = (p as usize).wrapping_sub(start);
+        bs != 0 && off < self.carved.get() as usize * bs && off.is_multiple_of(bs)
+    }
+}
+
+/// Prepends the list `a` to `b`; returns the head and the length of `a`.
+///
+/// # Safety
+/// `a` must be a non-empty, null-terminated list of dead blocks owned by the caller.
+unsafe fn concat(a: *mut Block, b: *mut Block) -> (*mut Block, u32) {
+    let mut n = 1;
+    let mut tail = a;
+    // SAFETY: walking a list the caller owns.
+    unsafe {
+        while !(*tail).next.is_null() {
+            tail = (*tail).next;
+            n += 1;
+        }
+        (*tail).next = b;
+    }
+    (a, n)
+}
