@@ -1,0 +1,343 @@
+//! Command line: `hakmem-bench <workload> [--threads N] [--seconds F] [--seed N]
+//! [--min BYTES] [--max BYTES] [--slots N] [--quick]`.
+
+use std::fmt;
+
+/// The workloads, by their command-line names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    Larson,
+    RandomMixed,
+    TinyHot,
+    MidMt,
+    Large,
+    Big,
+    Xthread,
+    ReallocGrow,
+    Churn,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 9] = [
+        Workload::Larson,
+        Workload::RandomMixed,
+        Workload::TinyHot,
+        Workload::MidMt,
+        Workload::Large,
+        Workload::Big,
+        Workload::Xthread,
+        Workload::ReallocGrow,
+        Workload::Churn,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Larson => "larson",
+            Workload::RandomMixed => "random-mixed",
+            Workload::TinyHot => "tiny-hot",
+            Workload::MidMt => "mid-mt",
+            Workload::Large => "large",
+            Workload::Big => "big",
+            Workload::Xthread => "xthread",
+            Workload::ReallocGrow => "realloc-grow",
+            Workload::Churn => "churn",
+        }
+    }
+
+    fn from_name(s: &str) -> Option<Workload> {
+        Workload::ALL.into_iter().find(|w| w.name() == s)
+    }
+
+    /// Defaults: (threads, min, max, slots). `tiny-hot` uses `min` as its only size.
+    fn defaults(self) -> (usize, usize, usize, usize) {
+        const K: usize = 1024;
+        const M: usize = 1024 * 1024;
+        match self {
+            Workload::Larson => (4, 8, 1024, 10_000),
+            Workload::RandomMixed => (1, 16, 1040, 8192),
+            Workload::TinyHot => (1, 16, 16, 100),
+            Workload::MidMt => (4, 2 * K, 32 * K, 2000),
+            Workload::Large => (1, 64 * K, M, 64),
+            Workload::Big => (1, 2 * M, 64 * M, 8),
+            Workload::Xthread => (4, 16, 512, 64),
+            Workload::ReallocGrow => (1, 16, M, 8),
+            Workload::Churn => (4, 16, 2048, 1000),
+        }
+    }
+
+    /// `--slots` default under `--quick` (only `big` shrinks: its setup touches 100s of MiB).
+    fn quick_slots(self) -> Option<usize> {
+        match self {
+            Workload::Big => Some(4),
+            _ => None,
+        }
+    }
+}
+
+/// Default measured duration in seconds, and under `--quick`.
+pub const DEFAULT_SECONDS: f64 = 2.0;
+pub const QUICK_SECONDS: f64 = 0.3;
+pub const DEFAULT_SEED: u64 = 12345;
+
+/// Fully resolved parameters of one run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub workload: Workload,
+    pub threads: usize,
+    pub seconds: f64,
+    pub seed: u64,
+    pub min: usize,
+    pub max: usize,
+    pub slots: usize,
+    pub quick: bool,
+}
+
+/// Why the command line was rejected (exit code 2), or a request for help (exit 0).
+#[derive(Debug, PartialEq)]
+pub enum CliError {
+    Help,
+    Usage(String),
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Help => f.write_str("help requested"),
+            CliError::Usage(m) => f.write_str(m),
+        }
+    }
+}
+
+pub fn usage() -> String {
+    let names: Vec<&str> = Workload::ALL.iter().map(|w| w.name()).collect();
+    format!(
+        "usage: hakmem-bench <workload> [--threads N] [--seconds F] [--seed N] \
+         [--min BYTES] [--max BYTES] [--slots N] [--quick]\n\
+         workloads: {}\n\
+         BYTES accepts a k/m/g suffix (KiB/MiB/GiB). See benches/README.md.",
+        names.join(", ")
+    )
+}
+
+fn usage_err(msg: impl Into<String>) -> CliError {
+    CliError::Usage(msg.into())
+}
+
+fn parse_count(opt: &str, v: &str) -> Result<usize, CliError> {
+    v.parse::<usize>()
+        .map_err(|_| usage_err(format!("{opt}: expected a non-negative integer, got {v:?}")))
+}
+
+/// Parses a byte count with an optional k/m/g (binary) suffix.
+pub fn parse_bytes(opt: &str, v: &str) -> Result<usize, CliError> {
+    let lower = v.to_ascii_lowercase();
+    let lower = lower
+        .strip_suffix("ib")
+        .or(lower.strip_suffix('b'))
+        .unwrap_or(&lower);
+    let (digits, mult) = match lower.as_bytes().last() {
+        Some(b'k') => (&lower[..lower.len() - 1], 1usize << 10),
+        Some(b'm') => (&lower[..lower.len() - 1], 1 << 20),
+        Some(b'g') => (&lower[..lower.len() - 1], 1 << 30),
+        _ => (lower, 1),
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| usage_err(format!("{opt}: expected a byte count, got {v:?}")))
+}
+
+/// Parses the arguments (without the program name).
+pub fn parse<I, S>(args: I) -> Result<Config, CliError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut workload = None;
+    let mut threads = None;
+    let mut seconds = None;
+    let mut seed = None;
+    let mut min = None;
+    let mut max = None;
+    let mut slots = None;
+    let mut quick = false;
+
+    let mut it = args.into_iter().map(|s| s.as_ref().to_owned());
+    while let Some(arg) = it.next() {
+        if arg == "-h" || arg == "--help" {
+            return Err(CliError::Help);
+        }
+        if arg == "--quick" {
+            quick = true;
+            continue;
+        }
+        if let Some(opt) = arg.strip_prefix("--") {
+            let (name, inline) = match opt.split_once('=') {
+                Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
+                None => (opt.to_owned(), None),
+            };
+            let flag = format!("--{name}");
+            let value = match inline {
+                Some(v) => v,
+                None => it
+                    .next()
+                    .ok_or_else(|| usage_err(format!("{flag} needs a value")))?,
+            };
+            match name.as_str() {
+                "threads" => threads = Some(parse_count(&flag, &value)?),
+                "seconds" => {
+                    let s: f64 = value.parse().map_err(|_| {
+                        usage_err(format!("{flag}: expected seconds, got {value:?}"))
+                    })?;
+                    seconds = Some(s);
+                }
+                "seed" => {
+                    seed = Some(value.parse::<u64>().map_err(|_| {
+                        usage_err(format!("{flag}: expected an integer, got {value:?}"))
+                    })?)
+                }
+                "min" => min = Some(parse_bytes(&flag, &value)?),
+                "max" => max = Some(parse_bytes(&flag, &value)?),
+                "slots" => slots = Some(parse_count(&flag, &value)?),
+                _ => return Err(usage_err(format!("unknown option {flag}"))),
+            }
+            continue;
+        }
+        if arg.starts_with('-') {
+            return Err(usage_err(format!("unknown option {arg}")));
+        }
+        if workload.is_some() {
+            return Err(usage_err(format!("unexpected argument {arg:?}")));
+        }
+        workload = Some(
+            Workload::from_name(&arg)
+                .ok_or_else(|| usage_err(format!("unknown workload {arg:?}")))?,
+        );
+    }
+
+    let workload = workload.ok_or_else(|| usage_err("missing <workload>"))?;
+    let (d_threads, d_min, d_max, d_slots) = workload.defaults();
+    let threads = threads.unwrap_or(d_threads);
+    let seconds = seconds.unwrap_or(if quick {
+        QUICK_SECONDS
+    } else {
+        DEFAULT_SECONDS
+    });
+    let min = min.unwrap_or(d_min);
+    let max = if workload == Workload::TinyHot {
+        min // one size only
+    } else {
+        max.unwrap_or(d_max)
+    };
+    let slots = slots.unwrap_or(match (quick, workload.quick_slots()) {
+        (true, Some(q)) => q,
+        _ => d_slots,
+    });
+
+    if threads == 0 {
+        return Err(usage_err("--threads must be at least 1"));
+    }
+    if !(seconds.is_finite() && seconds > 0.0) {
+        return Err(usage_err("--seconds must be a positive number"));
+    }
+    if min == 0 {
+        return Err(usage_err("--min must be at least 1 byte"));
+    }
+    if min > max {
+        return Err(usage_err(format!(
+            "--min ({min}) is larger than --max ({max})"
+        )));
+    }
+    if slots == 0 {
+        return Err(usage_err("--slots must be at least 1"));
+    }
+    if workload == Workload::ReallocGrow && min >= max {
+        return Err(usage_err("realloc-grow needs --min < --max"));
+    }
+    Ok(Config {
+        workload,
+        threads,
+        seconds,
+        seed: seed.unwrap_or(DEFAULT_SEED),
+        min,
+        max,
+        slots,
+        quick,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c = parse(["larson"]).unwrap();
+        assert_eq!(
+            c,
+            Config {
+                workload: Workload::Larson,
+                threads: 4,
+                seconds: 2.0,
+                seed: 12345,
+                min: 8,
+                max: 1024,
+                slots: 10_000,
+                quick: false,
+            }
+        );
+        let q = parse(["big", "--quick"]).unwrap();
+        assert_eq!((q.seconds, q.slots), (QUICK_SECONDS, 4));
+    }
+
+    #[test]
+    fn options_both_spellings() {
+        let c = parse([
+            "--threads",
+            "2",
+            "mid-mt",
+            "--seconds=0.5",
+            "--seed",
+            "7",
+            "--min",
+            "4k",
+            "--max=1m",
+            "--slots",
+            "10",
+        ])
+        .unwrap();
+        assert_eq!(c.workload, Workload::MidMt);
+        assert_eq!((c.threads, c.seed, c.slots), (2, 7, 10));
+        assert_eq!((c.min, c.max), (4096, 1 << 20));
+        assert_eq!(c.seconds, 0.5);
+    }
+
+    #[test]
+    fn tiny_hot_uses_min_as_size() {
+        let c = parse(["tiny-hot", "--min", "256"]).unwrap();
+        assert_eq!((c.min, c.max), (256, 256));
+    }
+
+    #[test]
+    fn every_workload_name_parses() {
+        for w in Workload::ALL {
+            assert_eq!(parse([w.name(), "--quick"]).unwrap().workload, w);
+        }
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert!(matches!(
+            parse::<[&str; 0], &str>([]),
+            Err(CliError::Usage(_))
+        ));
+        assert!(parse(["nope"]).is_err());
+        assert!(parse(["larson", "--threads", "0"]).is_err());
+        assert!(parse(["larson", "--min", "2000"]).is_err());
+        assert!(parse(["larson", "--bogus", "1"]).is_err());
+        assert!(parse(["larson", "--seconds"]).is_err());
+        assert!(parse(["larson", "--seconds", "-1"]).is_err());
+        assert_eq!(parse(["--help"]), Err(CliError::Help));
+    }
+}
