@@ -31,9 +31,12 @@ fn reservation(size: usize, align: usize) -> Option<(usize, usize)> {
 }
 
 /// Allocates `size` bytes aligned to `align` (a power of two) in a mapping of its own.
-/// Null when the size is impossible or the OS refuses.
+/// Null, with `errno` ENOMEM, when the size is impossible or the OS refuses.
 pub fn alloc(size: usize, align: usize) -> *mut u8 {
-    let Some((head, len)) = reservation(size, align) else { return ptr::null_mut() };
+    let Some((head, len)) = reservation(size, align) else {
+        os::set_errno(libc::ENOMEM);
+        return ptr::null_mut();
+    };
     let base = OS_PAGES.reserve(len, align.max(CHUNK_SIZE), TAG_LARGE);
     if base.is_null() {
         return base;

@@ -103,11 +103,12 @@ fn new_segment() -> *mut RunSegment {
 }
 
 /// Allocates `size` bytes (≤ [`RUN_MAX`]) aligned to `align` (a power of two ≤ 1 MiB).
-/// Null when the OS refuses memory.
+/// Null, with `errno` ENOMEM, when the OS refuses memory.
 pub fn alloc(size: usize, align: usize) -> *mut u8 {
     let n = size.max(1).div_ceil(PAGE);
     let align = (align / PAGE).max(1);
     if size > RUN_MAX || align > RUN_MAX / PAGE {
+        os::set_errno(libc::ENOMEM);
         return ptr::null_mut();
     }
     let mut segs = SEGMENTS.lock();

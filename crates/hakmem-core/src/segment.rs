@@ -9,7 +9,8 @@ use crate::{os, stats};
 /// Where tiers get their memory from.
 pub trait PageSource: Sync {
     /// Reserves `size` bytes aligned to `align` (a power of two ≥ [`CHUNK_SIZE`]), zero-filled,
-    /// and records `tag` as the owner of its chunks. Null when the OS refuses.
+    /// and records `tag` as the owner of its chunks. Null, with `errno` ENOMEM, when the OS
+    /// refuses.
     fn reserve(&self, size: usize, align: usize, tag: Tag) -> *mut u8;
     /// Returns a reservation (or its chunk-aligned tail) to the OS.
     ///
@@ -38,6 +39,8 @@ impl PageSource for OsPages {
             map::MAP.set(p as usize, size, tag);
             stats::OS_MAPPED.add(size as u64);
             stats::OS_SEGMENTS.add(1);
+        } else {
+            os::set_errno(libc::ENOMEM);
         }
         p
     }

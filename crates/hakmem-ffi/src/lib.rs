@@ -33,8 +33,9 @@ fn checked(p: *mut u8) -> *mut c_void {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn malloc(size: usize) -> *mut c_void {
-    let p = hakmem::malloc(size);
-    if p.is_null() { nomem() } else { p.cast() }
+    // A null return already carries errno = ENOMEM (set where the failure happened), so the hot
+    // path ends in a tail call with no check of its own.
+    hakmem::malloc(size).cast()
 }
 
 #[unsafe(no_mangle)]
@@ -85,7 +86,7 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
     if size > MAX_SIZE || align > MAX_SIZE / 2 {
         return libc::ENOMEM;
     }
-    let p = hakmem::alloc_aligned(size, align);
+    let p = hakmem_core::os::keep_errno(|| hakmem::alloc_aligned(size, align));
     if p.is_null() {
         return libc::ENOMEM;
     }

@@ -86,6 +86,10 @@ pub struct Heap {
     pub(crate) direct: [Cell<*mut Slab>; TINY_WSIZES],
     avail: [Queue; TINY_CLASS_COUNT],
     full: [Queue; TINY_CLASS_COUNT],
+    /// The slab pinned per class: the head of `avail`, whose `used` carries a +1 bias so that a
+    /// local free never sees it reach 0 (the hot free path then never leaves for the slow path
+    /// when the current slab empties, as in a malloc/free loop).
+    pinned: [Cell<*mut Slab>; TINY_CLASS_COUNT],
     empty: Cell<*mut Slab>,
     empty_count: Cell<u32>,
     tid: Cell<usize>,
@@ -100,6 +104,7 @@ impl Heap {
             direct: [const { Cell::new(EMPTY_PTR) }; TINY_WSIZES],
             avail: [const { Queue::new() }; TINY_CLASS_COUNT],
             full: [const { Queue::new() }; TINY_CLASS_COUNT],
+            pinned: [const { Cell::new(ptr::null_mut()) }; TINY_CLASS_COUNT],
             empty: Cell::new(ptr::null_mut()),
             empty_count: Cell::new(0),
             tid: Cell::new(0),
@@ -117,9 +122,19 @@ impl Heap {
         register_exit(self);
     }
 
-    /// Points the direct entries of `class` at the head of its available queue.
+    /// Points the direct entries of `class` at the head of its available queue, and moves the
+    /// pin to it. (The head only changes when the old one is full or removed, never empty.)
     fn refresh_direct(&self, class: usize) {
         let head = self.avail[class].head.get();
+        let old = self.pinned[class].replace(head);
+        if old != head {
+            if let Some(o) = unsafe_ref(old) {
+                o.used.set(o.used.get() - 1);
+            }
+            if let Some(h) = unsafe_ref(head) {
+                h.used.set(h.used.get() + 1);
+            }
+        }
         let s = if head.is_null() { EMPTY_PTR } else { head };
         let (a, b) = wsize_range(class);
         for d in &self.direct[a..=b] {
@@ -162,6 +177,7 @@ impl Heap {
                 self.avail[class].remove(s);
                 self.full[class].push_front(s);
                 s.owner.store(self.tid.get() | FULL, Ordering::Relaxed);
+                self.refresh_direct(class);
                 continue;
             }
             let s = match self.reclaim_full(class) {
@@ -209,20 +225,15 @@ impl Heap {
         Some(s)
     }
 
-    /// A local free made the slab's last block free. Keeps it if it is its class's only
-    /// available slab, else caches or returns it.
+    /// A local free made the last block of a slab free (never the pinned one): cache it or give
+    /// it back.
     #[cold]
     #[inline(never)]
     pub(crate) fn slab_emptied(&self, s: &Slab) {
         if !self.owns(s) {
             return;
         }
-        let class = s.class.get() as usize;
-        if self.avail[class].head.get() == s as *const Slab as *mut Slab && s.next.get().is_null() {
-            return;
-        }
-        self.avail[class].remove(s);
-        self.refresh_direct(class);
+        self.avail[s.class.get() as usize].remove(s);
         self.retire(s);
     }
 
@@ -269,6 +280,9 @@ impl Heap {
     /// Gives every slab back (thread exit) and resets the heap to its initial state.
     pub(crate) fn abandon_all(&self) {
         for class in 0..TINY_CLASS_COUNT {
+            if let Some(p) = unsafe_ref(self.pinned[class].replace(ptr::null_mut())) {
+                p.used.set(p.used.get() - 1);
+            }
             for q in [&self.avail[class], &self.full[class]] {
                 while let Some(s) = q.pop() {
                     s.collect();

@@ -26,13 +26,15 @@ pub mod heap;
 pub mod segment;
 #[cfg(not(loom))]
 pub mod slab;
+#[cfg(not(loom))]
+pub mod tls;
 
 #[cfg(not(loom))]
 pub use api::*;
 
 #[cfg(not(loom))]
 mod api {
-    use crate::heap::{Heap, free_slow};
+    use crate::heap::free_slow;
     use crate::segment::slab_of;
     use hakmem_core::class::{TINY_CLASSES, TINY_MAX, tiny_class_aligned, wsize};
     use hakmem_core::map::{TAG_TINY, Tag};
@@ -42,16 +44,7 @@ mod api {
 
     pub use hakmem_core::class::TINY_MAX as MAX_SIZE;
 
-    std::thread_local! {
-        static HEAP: Heap = const { Heap::new() };
-    }
-
-    /// This thread's heap.
-    #[inline(always)]
-    fn heap() -> &'static Heap {
-        // SAFETY: the heap lives as long as the thread, and the reference never leaves it.
-        HEAP.with(|h| unsafe { &*(h as *const Heap) })
-    }
+    use crate::tls::heap;
 
     /// Allocates `size` bytes (`size <= 1024`; 0 gives a unique 8-byte block). Blocks of 16
     /// bytes or more are 16-byte aligned. Null only when the OS refuses memory.
@@ -97,6 +90,7 @@ mod api {
             let used = s.used.get() - 1;
             s.used.set(used);
             if used == 0 {
+                // Never the current slab of its class (pinned: see `heap`).
                 heap().slab_emptied(s);
             }
         } else {

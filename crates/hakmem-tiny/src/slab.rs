@@ -84,8 +84,12 @@ impl Slab {
     pub(crate) fn collect(&self) {
         let local = self.local_free.replace(ptr::null_mut());
         if !local.is_null() {
-            // SAFETY: both lists hold dead blocks of this slab owned by the owner.
-            unsafe { self.free.set(concat(local, self.free.get()).0) };
+            if self.free.get().is_null() {
+                self.free.set(local);
+            } else {
+                // SAFETY: both lists hold dead blocks of this slab owned by the owner.
+                unsafe { self.free.set(concat(local, self.free.get()).0) };
+            }
         }
         let remote = self.remote.take_all();
         if !remote.is_null() {

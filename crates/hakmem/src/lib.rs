@@ -35,7 +35,8 @@ pub const fn natural_align(size: usize) -> usize {
     if size <= 8 { 8 } else { 16 }
 }
 
-/// Allocates `size` bytes aligned to [`natural_align`]. Null when out of memory.
+/// Allocates `size` bytes aligned to [`natural_align`]. Null when out of memory; every null
+/// return of this crate's allocation functions leaves `errno` = ENOMEM.
 #[inline(always)]
 pub fn malloc(size: usize) -> *mut u8 {
     if size <= TINY_MAX { hakmem_tiny::alloc(size) } else { alloc_big(size, 16) }
