@@ -113,6 +113,19 @@ impl Heap {
         }
     }
 
+    /// Whether the heap is in its initial state (no slabs, not set up).
+    pub fn is_fresh(&self) -> bool {
+        let null = |c: &Cell<*mut Slab>| c.get().is_null();
+        self.direct.iter().all(|d| d.get() == EMPTY_PTR)
+            && self.avail.iter().chain(&self.full).all(|q| null(&q.head) && null(&q.tail))
+            && self.pinned.iter().all(null)
+            && null(&self.empty)
+            && self.empty_count.get() == 0
+            && self.tid.get() == 0
+            && self.id.get() == 0
+            && self.state.get() == UNINIT
+    }
+
     fn init(&self) {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         self.tid.set(thread_id());

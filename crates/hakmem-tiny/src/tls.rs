@@ -70,35 +70,26 @@ pub fn heap() -> &'static Heap {
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
+    use hakmem_core::class::TINY_WSIZES;
 
-    /// The assembly image must equal `Heap::new()` byte for byte.
+    /// A brand-new thread's heap must be exactly the state `Heap::new()` describes: every direct
+    /// entry on EMPTY, every other byte zero.
     #[test]
-    fn tls_image_matches_new() {
-        let fresh = Heap::new();
-        let n = core::mem::size_of::<Heap>();
-        // SAFETY: both are plain-old-data views of a `Heap` on this thread; the spawned thread's
-        // heap has never been touched.
-        let (a, b) = std::thread::spawn(move || {
-            let h = heap() as *const Heap as usize;
-            (h, 0)
-        })
-        .join()
-        .map(|(h, _)| (h, 0))
-        .unwrap();
-        let _ = (a, b);
-        let mine = heap() as *const Heap as *const u8;
-        let want = &fresh as *const Heap as *const u8;
-        // A brand-new thread's heap must look exactly like `Heap::new()`.
-        let same = std::thread::spawn(move || {
-            let h = heap() as *const Heap as *const u8;
-            // SAFETY: reading `n` bytes of two live heaps.
-            unsafe { core::slice::from_raw_parts(h, n).to_vec() }
+    fn tls_image_is_a_fresh_heap() {
+        assert!(Heap::new().is_fresh());
+        let bytes = std::thread::spawn(|| {
+            let h = heap();
+            assert!(h.is_fresh());
+            let p = h as *const Heap as *const u8;
+            // SAFETY: reading the bytes of this thread's live heap.
+            unsafe { core::slice::from_raw_parts(p, core::mem::size_of::<Heap>()).to_vec() }
         })
         .join()
         .unwrap();
-        // SAFETY: `fresh` is a live local.
-        let want = unsafe { core::slice::from_raw_parts(want, n) };
-        assert_eq!(same.as_slice(), want);
-        assert_ne!(mine, core::ptr::null());
+        let empty = (&EMPTY as *const crate::slab::Slab as usize).to_ne_bytes();
+        for (i, chunk) in bytes[..TINY_WSIZES * 8].chunks(8).enumerate() {
+            assert_eq!(chunk, empty, "direct[{i}]");
+        }
+        assert!(bytes[TINY_WSIZES * 8..].iter().all(|&b| b == 0));
     }
 }

@@ -815,6 +815,8 @@ static void t_owns(void) {
             case 14: p = opaque_ptr(__libc_memalign(64, opaque_size(n))); break;
             case 15: p = x_realloc(x_malloc(n + 3 * MiB), n); break;
             }
+            if (n == 0 && (f == 3 || f == 15) && p == NULL)
+                continue; /* realloc(p, 0) may free and return NULL */
             if (!CHECK(p != NULL, "%s(%zu) NULL", fns[f], n))
                 continue;
             CHECK(hakmem_owns(p) == 1, "hakmem_owns(%s(%zu) = %p) = %d", fns[f], n, p, hakmem_owns(p));

@@ -164,7 +164,7 @@ typedef struct {
 } inbox_t;
 
 static int g_threads = 8;
-static long g_ops = 100000;
+static long g_ops = 60000;
 static inbox_t *g_inbox;
 static pthread_barrier_t g_barrier;
 
