@@ -25,6 +25,8 @@ pub static EMPTY: Slab = Slab::empty();
 const EMPTY_PTR: *mut Slab = ptr::addr_of!(EMPTY) as *mut Slab;
 /// Empty slabs a heap keeps for reuse before returning them to the pool.
 const EMPTY_CACHE: u32 = 4;
+/// How many times one slow path may send a nearly exhausted head to the back of its queue.
+const ROTATE_LIMIT: u32 = 4;
 
 const UNINIT: u8 = 0;
 const ACTIVE: u8 = 1;
@@ -49,6 +51,17 @@ impl Queue {
             None => self.tail.set(p),
         }
         self.head.set(p);
+    }
+
+    fn push_back(&self, s: &Slab) {
+        let p = s as *const Slab as *mut Slab;
+        s.next.set(ptr::null_mut());
+        s.prev.set(self.tail.get());
+        match unsafe_ref(self.tail.get()) {
+            Some(t) => t.next.set(p),
+            None => self.head.set(p),
+        }
+        self.tail.set(p);
     }
 
     fn remove(&self, s: &Slab) {
@@ -177,21 +190,35 @@ impl Heap {
     }
 
     /// The head of `class`'s available queue, made to have a free block.
+    ///
+    /// A head that collects only a few blocks goes to the back of the queue (up to
+    /// [`ROTATE_LIMIT`] times per call): while it waits there, frees accumulate on it, so each
+    /// visit yields a batch instead of one block per slow path. A head with nothing at all goes
+    /// to the full queue, out of the way until a free lands in it.
     fn slab_with_free(&self, class: usize) -> Option<&'static Slab> {
+        let mut rotations = 0;
         loop {
             if let Some(s) = unsafe_ref(self.avail[class].head.get()) {
                 if s.free.get().is_null() {
                     s.collect();
                 }
-                if !s.free.get().is_null() || s.carve() {
-                    return Some(s);
+                if s.free.get().is_null() && !s.carve() {
+                    self.avail[class].remove(s);
+                    self.full[class].push_front(s);
+                    s.owner.store(self.tid.get() | FULL, Ordering::Relaxed);
+                    self.refresh_direct(class);
+                    continue;
                 }
-                // Full: park it where the hot path no longer sees it.
-                self.avail[class].remove(s);
-                self.full[class].push_front(s);
-                s.owner.store(self.tid.get() | FULL, Ordering::Relaxed);
-                self.refresh_direct(class);
-                continue;
+                // `used` includes the pin, hence the + 1.
+                let free = s.carved.get() + 1 - s.used.get();
+                if free * 16 < s.capacity.get() && rotations < ROTATE_LIMIT && !s.next.get().is_null() {
+                    rotations += 1;
+                    self.avail[class].remove(s);
+                    self.avail[class].push_back(s);
+                    self.refresh_direct(class);
+                    continue;
+                }
+                return Some(s);
             }
             let s = match self.reclaim_full(class) {
                 Some(s) => s,
@@ -271,21 +298,11 @@ impl Heap {
         let class = s.class.get() as usize;
         self.full[class].remove(s);
         s.owner.store(self.tid.get(), Ordering::Relaxed);
-        // Behind the current head, so the hot path keeps its slab.
-        match unsafe_ref(self.avail[class].head.get()) {
-            Some(h) => {
-                s.prev.set(h as *const Slab as *mut Slab);
-                s.next.set(h.next.get());
-                match unsafe_ref(h.next.get()) {
-                    Some(n) => n.prev.set(s as *const Slab as *mut Slab),
-                    None => self.avail[class].tail.set(s as *const Slab as *mut Slab),
-                }
-                h.next.set(s as *const Slab as *mut Slab);
-            }
-            None => {
-                self.avail[class].push_front(s);
-                self.refresh_direct(class);
-            }
+        // At the back: frees keep accumulating on it until its turn comes.
+        let was_empty = self.avail[class].head.get().is_null();
+        self.avail[class].push_back(s);
+        if was_empty {
+            self.refresh_direct(class);
         }
         true
     }
@@ -361,12 +378,8 @@ fn register_exit(heap: &Heap) {
 #[cold]
 #[inline(never)]
 pub(crate) fn free_slow(heap: &Heap, s: &Slab, p: *mut u8) {
-    let owner = s.owner.load(Ordering::Relaxed);
-    if !s.holds_block(p) {
-        return hakmem_core::diag::bad_pointer("free", p);
-    }
     let b = p.cast::<Block>();
-    if owner == thread_id() | FULL && heap.unfull(s) {
+    if s.owner.load(Ordering::Relaxed) == thread_id() | FULL && heap.unfull(s) {
         // SAFETY: `b` is a dead block of a slab this thread owns.
         unsafe { (*b).next = s.local_free.get() };
         s.local_free.set(b);
@@ -375,6 +388,9 @@ pub(crate) fn free_slow(heap: &Heap, s: &Slab, p: *mut u8) {
             heap.slab_emptied(s);
         }
         return;
+    }
+    if !s.holds_block(p) {
+        return hakmem_core::diag::bad_pointer("free", p);
     }
     // SAFETY: the caller gives up `b`; the slab outlives the push because `b` counts as used.
     unsafe { s.remote.push(b) };
