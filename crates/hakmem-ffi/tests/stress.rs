@@ -32,7 +32,12 @@ fn stress_mix_8_threads_cross_thread_free() {
 /// main thread allocates.
 #[test]
 fn stress_thread_churn() {
-    let out = run_c_test("stress", &["churn", "--threads", "200"], "stress-churn", 10_000);
+    let out = run_c_test(
+        "stress",
+        &["churn", "--threads", "200"],
+        "stress-churn",
+        10_000,
+    );
     let left = report_value(&out.stdout, "stress-churn:", "blocks-left-for-main");
     assert_eq!(left, 200 * 32, "blocks left by threads and freed by main");
 }

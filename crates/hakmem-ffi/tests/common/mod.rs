@@ -91,7 +91,12 @@ pub fn libhakmem() -> &'static Path {
         {
             cmd.env("CARGO_TARGET_DIR", target_dir());
         }
+        let t0 = Instant::now();
         let out = run_with_timeout(cmd, Duration::from_secs(1800));
+        eprintln!(
+            "built libhakmem.so (cargo build --release -p hakmem-ffi) in {:.1}s",
+            t0.elapsed().as_secs_f64()
+        );
         assert!(
             out.status.success(),
             "`cargo build --release -p hakmem-ffi` failed ({}):\n{}",
@@ -319,12 +324,20 @@ pub fn run_c_test(name: &str, args: &[&str], prog: &str, min_checks: u64) -> Out
         "{name} {args:?} under LD_PRELOAD={} exited with {}{}\n--- FAIL lines ---\n{fails}\n--- stdout (tail) ---\n{}\n--- stderr (tail) ---\n{}",
         libhakmem().display(),
         out.status,
-        if out.timed_out { " (killed: timed out)" } else { "" },
+        if out.timed_out {
+            " (killed: timed out)"
+        } else {
+            ""
+        },
         tail(&out.stdout, 6000),
         tail(&out.stderr, 6000),
     );
     assert!(fails.is_empty(), "{name}: exit 0 but FAIL lines:\n{fails}");
-    let skips: Vec<&str> = out.stdout.lines().filter(|l| l.starts_with("SKIP")).collect();
+    let skips: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("SKIP"))
+        .collect();
     assert!(
         skips.is_empty(),
         "{name}: checks were skipped under hakmem:\n{}",
@@ -335,7 +348,12 @@ pub fn run_c_test(name: &str, args: &[&str], prog: &str, min_checks: u64) -> Out
         .lines()
         .rev()
         .find_map(|l| l.strip_prefix(&format!("{prog}: ")))
-        .unwrap_or_else(|| panic!("{name}: no closing `{prog}: ...` line in:\n{}", tail(&out.stdout, 4000)));
+        .unwrap_or_else(|| {
+            panic!(
+                "{name}: no closing `{prog}: ...` line in:\n{}",
+                tail(&out.stdout, 4000)
+            )
+        });
     let words: Vec<&str> = summary.split_whitespace().collect();
     let checks: u64 = words.first().and_then(|w| w.parse().ok()).unwrap_or(0);
     assert!(
