@@ -9,8 +9,10 @@
 pub const TINY_MAX: usize = 1024;
 
 /// Block sizes of the Tiny classes, ascending.
-pub const TINY_CLASSES: [u32; 21] =
-    [8, 16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 896, 1024];
+pub const TINY_CLASSES: [u32; 21] = [
+    8, 16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 896,
+    1024,
+];
 
 /// Number of Tiny classes.
 pub const TINY_CLASS_COUNT: usize = TINY_CLASSES.len();
@@ -52,13 +54,18 @@ pub fn tiny_class(size: usize) -> usize {
 /// that slabs start on a 64 KiB boundary: the class size must be a multiple of `align`.
 pub fn tiny_class_aligned(size: usize, align: usize) -> Option<usize> {
     let need = size.max(align);
-    (tiny_class(need.min(TINY_MAX))..TINY_CLASS_COUNT)
-        .find(|&c| TINY_CLASSES[c] as usize >= need && (TINY_CLASSES[c] as usize).is_multiple_of(align))
+    (tiny_class(need.min(TINY_MAX))..TINY_CLASS_COUNT).find(|&c| {
+        TINY_CLASSES[c] as usize >= need && (TINY_CLASSES[c] as usize).is_multiple_of(align)
+    })
 }
 
 /// The first and last word sizes mapping to class `c`.
 pub fn wsize_range(c: usize) -> (usize, usize) {
-    let first = if c == 0 { 0 } else { wsize(TINY_CLASSES[c - 1] as usize + 1) };
+    let first = if c == 0 {
+        0
+    } else {
+        wsize(TINY_CLASSES[c - 1] as usize + 1)
+    };
     (first, wsize(TINY_CLASSES[c] as usize))
 }
 
@@ -73,10 +80,17 @@ mod tests {
             let bs = TINY_CLASSES[c] as usize;
             assert!(bs >= size, "size {size} class {bs}");
             if c > 0 {
-                assert!((TINY_CLASSES[c - 1] as usize) < size, "size {size} not in smallest class");
+                assert!(
+                    (TINY_CLASSES[c - 1] as usize) < size,
+                    "size {size} not in smallest class"
+                );
             }
             if size > 64 {
-                assert!((bs - size) * 4 < size, "size {size} wastes {} in class {bs}", bs - size);
+                assert!(
+                    (bs - size) * 4 < size,
+                    "size {size} wastes {} in class {bs}",
+                    bs - size
+                );
             } else {
                 assert!(bs - size <= 15 || size == 0, "size {size} class {bs}");
             }
@@ -92,7 +106,10 @@ mod tests {
             for size in [1usize, 8, 17, 100, 300, 513, 1000, 1024] {
                 let c = tiny_class_aligned(size, align).expect("a class exists");
                 let bs = TINY_CLASSES[c] as usize;
-                assert!(bs >= size && bs.is_multiple_of(align), "size {size} align {align} -> {bs}");
+                assert!(
+                    bs >= size && bs.is_multiple_of(align),
+                    "size {size} align {align} -> {bs}"
+                );
             }
         }
     }

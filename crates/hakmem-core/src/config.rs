@@ -3,8 +3,9 @@
 //! A bad value produces one warning on stderr naming the variable and the value used instead;
 //! the program runs on with the default.
 
-use crate::sync::{AtomicU8, Ordering};
+// Plain std atomics: read-once configuration is not a structure the loom models check.
 use core::ffi::CStr;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 /// The effective configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,7 +18,10 @@ pub struct Config {
 
 impl Config {
     /// The defaults: the fast mode, silent.
-    pub const DEFAULT: Config = Config { stats: false, verbose: false };
+    pub const DEFAULT: Config = Config {
+        stats: false,
+        verbose: false,
+    };
 }
 
 /// Parses a boolean switch value: `1/on/true/yes` or `0/off/false/no` (case-insensitive).
@@ -70,7 +74,10 @@ pub fn warn_bad(name: &CStr, value: &[u8], used: &str) {
 
 /// Reads the configuration from the environment (each call re-reads; see [`get`]).
 pub fn from_env() -> Config {
-    Config { stats: env_bool(c"HAKMEM_STATS", false), verbose: env_bool(c"HAKMEM_VERBOSE", false) }
+    Config {
+        stats: env_bool(c"HAKMEM_STATS", false),
+        verbose: env_bool(c"HAKMEM_VERBOSE", false),
+    }
 }
 
 const UNREAD: u8 = 0;
@@ -84,13 +91,18 @@ static FLAGS: AtomicU8 = AtomicU8::new(0);
 pub fn get() -> Config {
     let mut state = STATE.load(Ordering::Acquire);
     if state == UNREAD
-        && STATE.compare_exchange(UNREAD, READING, Ordering::Acquire, Ordering::Acquire).is_ok()
+        && STATE
+            .compare_exchange(UNREAD, READING, Ordering::Acquire, Ordering::Acquire)
+            .is_ok()
     {
         let c = from_env();
         FLAGS.store(c.stats as u8 | (c.verbose as u8) << 1, Ordering::Relaxed);
         STATE.store(READ, Ordering::Release);
         if c.verbose {
-            crate::diag::print(format_args!("config: stats={} verbose={}", c.stats, c.verbose));
+            crate::diag::print(format_args!(
+                "config: stats={} verbose={}",
+                c.stats, c.verbose
+            ));
         }
         state = READ;
     }
@@ -98,7 +110,10 @@ pub fn get() -> Config {
         return Config::DEFAULT;
     }
     let f = FLAGS.load(Ordering::Relaxed);
-    Config { stats: f & 1 != 0, verbose: f & 2 != 0 }
+    Config {
+        stats: f & 1 != 0,
+        verbose: f & 2 != 0,
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,10 @@ pub struct StackBuf<const N: usize> {
 impl<const N: usize> StackBuf<N> {
     /// An empty buffer.
     pub const fn new() -> Self {
-        StackBuf { buf: [0; N], len: 0 }
+        StackBuf {
+            buf: [0; N],
+            len: 0,
+        }
     }
     /// The bytes written so far.
     pub fn as_bytes(&self) -> &[u8] {
@@ -62,5 +65,7 @@ pub fn print(args: fmt::Arguments<'_>) {
 /// out. The pointer is left alone: nothing is corrupted.
 #[cold]
 pub fn bad_pointer(what: &str, p: *const u8) {
-    print(format_args!("{what}({p:p}): pointer not allocated by hakmem; ignored"));
+    print(format_args!(
+        "{what}({p:p}): pointer not allocated by hakmem; ignored"
+    ));
 }

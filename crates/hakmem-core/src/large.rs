@@ -44,7 +44,12 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
     // SAFETY: `head < len`; the header page lies inside the fresh reservation.
     unsafe {
         let p = base.add(head);
-        p.sub(PAGE).cast::<Header>().write(Header { magic: MAGIC, user: p, base, len });
+        p.sub(PAGE).cast::<Header>().write(Header {
+            magic: MAGIC,
+            user: p,
+            base,
+            len,
+        });
         stats::LARGE_ALLOCS.add(1);
         p
     }
@@ -68,7 +73,9 @@ fn header(p: *mut u8) -> Option<*mut Header> {
 /// # Safety
 /// `p` must lie in a chunk the owner map tags as large.
 pub unsafe fn free(p: *mut u8) {
-    let Some(h) = header(p) else { return crate::diag::bad_pointer("free", p) };
+    let Some(h) = header(p) else {
+        return crate::diag::bad_pointer("free", p);
+    };
     os::keep_errno(|| {
         // SAFETY: `h` is the live header; the block is dead after this call.
         unsafe {
@@ -100,12 +107,16 @@ pub unsafe fn usable_size(p: *mut u8) -> usize {
 /// # Safety
 /// `p` must be a live block from [`alloc`].
 pub unsafe fn resize(p: *mut u8, new: usize) -> *mut u8 {
-    let Some(h) = header(p) else { return ptr::null_mut() };
+    let Some(h) = header(p) else {
+        return ptr::null_mut();
+    };
     // SAFETY: `h` is the live header of a block the caller owns.
     unsafe {
         let (base, len) = ((*h).base, (*h).len);
         let head = p as usize - base as usize;
-        let Some((_, new_len)) = reservation(new, head) else { return ptr::null_mut() };
+        let Some((_, new_len)) = reservation(new, head) else {
+            return ptr::null_mut();
+        };
         if new_len <= len {
             return p;
         }

@@ -12,6 +12,7 @@ pub const CHUNK_SHIFT: usize = 22;
 pub const CHUNK_SIZE: usize = 1 << CHUNK_SHIFT;
 /// User space addresses are below 2^47 on x86-64 and aarch64 (48-bit VA) Linux.
 pub const ADDRESS_BITS: usize = 47;
+#[cfg(not(loom))]
 const ENTRIES: usize = 1 << (ADDRESS_BITS - CHUNK_SHIFT);
 
 /// What owns a chunk. The tiers register their own values; 0 means "not hakmem's".
@@ -34,12 +35,16 @@ impl<const N: usize> ChunkMap<N> {
     /// An empty map.
     #[cfg(not(loom))]
     pub const fn new() -> Self {
-        ChunkMap { tags: [const { AtomicU8::new(TAG_NONE) }; N] }
+        ChunkMap {
+            tags: [const { AtomicU8::new(TAG_NONE) }; N],
+        }
     }
     /// An empty map.
     #[cfg(loom)]
     pub fn new() -> Self {
-        ChunkMap { tags: core::array::from_fn(|_| AtomicU8::new(TAG_NONE)) }
+        ChunkMap {
+            tags: core::array::from_fn(|_| AtomicU8::new(TAG_NONE)),
+        }
     }
 
     /// The tag of the chunk holding `addr`.

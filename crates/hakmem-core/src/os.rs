@@ -28,13 +28,19 @@ pub fn map(size: usize) -> *mut u8 {
             0,
         )
     };
-    if p == libc::MAP_FAILED { ptr::null_mut() } else { p.cast() }
+    if p == libc::MAP_FAILED {
+        ptr::null_mut()
+    } else {
+        p.cast()
+    }
 }
 
 /// Maps `size` bytes aligned to `align` (a power of two ≥ [`PAGE`]) by over-reserving and
 /// trimming both ends. Null when the OS refuses.
 pub fn map_aligned(size: usize, align: usize) -> *mut u8 {
-    let Some(total) = size.checked_add(align) else { return ptr::null_mut() };
+    let Some(total) = size.checked_add(align) else {
+        return ptr::null_mut();
+    };
     let raw = map(total);
     if raw.is_null() {
         return raw;
@@ -73,7 +79,6 @@ pub unsafe fn purge(p: *mut u8, size: usize) {
     // SAFETY: the caller owns the range and its contents are dead.
     unsafe { libc::madvise(p.cast(), size, libc::MADV_DONTNEED) };
 }
-
 
 /// The calling thread's `errno`.
 #[inline]
@@ -115,7 +120,9 @@ pub fn thread_id() -> usize {
     {
         let tp: usize;
         // SAFETY: tpidr_el0 is the thread pointer register, readable from user space.
-        unsafe { core::arch::asm!("mrs {}, tpidr_el0", out(reg) tp, options(nostack, nomem, preserves_flags, pure)) };
+        unsafe {
+            core::arch::asm!("mrs {}, tpidr_el0", out(reg) tp, options(nostack, nomem, preserves_flags, pure))
+        };
         tp
     }
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
@@ -134,9 +141,19 @@ pub fn thread_id() -> usize {
 pub unsafe fn remap_to(p: *mut u8, old: usize, new: usize, to: *mut u8) -> *mut u8 {
     // SAFETY: the caller owns both ranges.
     let q = unsafe {
-        libc::mremap(p.cast(), old, new, libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, to.cast::<libc::c_void>())
+        libc::mremap(
+            p.cast(),
+            old,
+            new,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            to.cast::<libc::c_void>(),
+        )
     };
-    if q == libc::MAP_FAILED { ptr::null_mut() } else { q.cast() }
+    if q == libc::MAP_FAILED {
+        ptr::null_mut()
+    } else {
+        q.cast()
+    }
 }
 
 /// Grows a mapping in place. False when the address space after it is taken.

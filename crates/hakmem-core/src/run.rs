@@ -42,7 +42,10 @@ struct Segments {
 // SAFETY: the segment list is only touched under the mutex.
 unsafe impl Send for Segments {}
 
-static SEGMENTS: Mutex<Segments> = Mutex::new(Segments { head: ptr::null_mut(), count: 0 });
+static SEGMENTS: Mutex<Segments> = Mutex::new(Segments {
+    head: ptr::null_mut(),
+    count: 0,
+});
 
 /// The lock of the run path (for `fork` handlers).
 pub fn lock() -> &'static crate::sync::RawLock {
@@ -242,11 +245,17 @@ mod tests {
     #[test]
     fn runs_do_not_overlap_and_align() {
         let mut ps = Vec::new();
-        for (k, &(size, align)) in [(5000, 1), (1 << 20, 1), (4096, 65536), (100_000, 1 << 20), (1025, 8)]
-            .iter()
-            .cycle()
-            .take(40)
-            .enumerate()
+        for (k, &(size, align)) in [
+            (5000, 1),
+            (1 << 20, 1),
+            (4096, 65536),
+            (100_000, 1 << 20),
+            (1025, 8),
+        ]
+        .iter()
+        .cycle()
+        .take(40)
+        .enumerate()
         {
             let p = alloc(size, align);
             assert!(!p.is_null());

@@ -26,12 +26,16 @@ impl RawLock {
     /// An unlocked lock.
     #[cfg(not(loom))]
     pub const fn new() -> Self {
-        RawLock { state: AtomicU32::new(UNLOCKED) }
+        RawLock {
+            state: AtomicU32::new(UNLOCKED),
+        }
     }
     /// An unlocked lock.
     #[cfg(loom)]
     pub fn new() -> Self {
-        RawLock { state: AtomicU32::new(UNLOCKED) }
+        RawLock {
+            state: AtomicU32::new(UNLOCKED),
+        }
     }
 
     /// Takes the lock, sleeping in the kernel while another thread holds it.
@@ -105,7 +109,12 @@ fn wait(state: &AtomicU32, expected: u32) {
 fn wake_one(state: &AtomicU32) {
     // SAFETY: FUTEX_WAKE on a valid, aligned u32.
     unsafe {
-        libc::syscall(libc::SYS_futex, state.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, 1);
+        libc::syscall(
+            libc::SYS_futex,
+            state.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            1,
+        );
     }
 }
 
@@ -132,12 +141,18 @@ impl<T> Mutex<T> {
     /// A new unlocked mutex.
     #[cfg(not(loom))]
     pub const fn new(value: T) -> Self {
-        Mutex { lock: RawLock::new(), value: UnsafeCell::new(value) }
+        Mutex {
+            lock: RawLock::new(),
+            value: UnsafeCell::new(value),
+        }
     }
     /// A new unlocked mutex.
     #[cfg(loom)]
     pub fn new(value: T) -> Self {
-        Mutex { lock: RawLock::new(), value: UnsafeCell::new(value) }
+        Mutex {
+            lock: RawLock::new(),
+            value: UnsafeCell::new(value),
+        }
     }
 
     /// Locks and returns a guard.

@@ -47,7 +47,9 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
 #[unsafe(no_mangle)]
 pub extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
     match n.checked_mul(size) {
-        Some(total) if total <= MAX_SIZE => checked(hakmem::alloc_zeroed(total, hakmem::natural_align(total))),
+        Some(total) if total <= MAX_SIZE => {
+            checked(hakmem::alloc_zeroed(total, hakmem::natural_align(total)))
+        }
         _ => nomem(),
     }
 }
@@ -59,7 +61,11 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     }
     // SAFETY: C's contract on `p`.
     let q = unsafe { hakmem::realloc(p.cast(), size) };
-    if q.is_null() && (size != 0 || p.is_null()) { nomem() } else { q.cast() }
+    if q.is_null() && (size != 0 || p.is_null()) {
+        nomem()
+    } else {
+        q.cast()
+    }
 }
 
 #[unsafe(no_mangle)]
@@ -227,7 +233,13 @@ mod lifecycle {
     extern "C" fn on_load() {
         let _ = config::get();
         // SAFETY: registering plain functions; glibc may call malloc here, which is ready.
-        unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork_parent), Some(after_fork_child)) };
+        unsafe {
+            libc::pthread_atfork(
+                Some(before_fork),
+                Some(after_fork_parent),
+                Some(after_fork_child),
+            )
+        };
     }
 
     extern "C" fn on_unload() {

@@ -39,7 +39,10 @@ struct Queue {
 
 impl Queue {
     const fn new() -> Queue {
-        Queue { head: Cell::new(ptr::null_mut()), tail: Cell::new(ptr::null_mut()) }
+        Queue {
+            head: Cell::new(ptr::null_mut()),
+            tail: Cell::new(ptr::null_mut()),
+        }
     }
 
     fn push_front(&self, s: &Slab) {
@@ -130,7 +133,11 @@ impl Heap {
     pub fn is_fresh(&self) -> bool {
         let null = |c: &Cell<*mut Slab>| c.get().is_null();
         self.direct.iter().all(|d| d.get() == EMPTY_PTR)
-            && self.avail.iter().chain(&self.full).all(|q| null(&q.head) && null(&q.tail))
+            && self
+                .avail
+                .iter()
+                .chain(&self.full)
+                .all(|q| null(&q.head) && null(&q.tail))
             && self.pinned.iter().all(null)
             && null(&self.empty)
             && self.empty_count.get() == 0
@@ -181,7 +188,9 @@ impl Heap {
             self.init();
         }
         let class = tiny_class(size);
-        let Some(s) = self.slab_with_free(class) else { return ptr::null_mut() };
+        let Some(s) = self.slab_with_free(class) else {
+            return ptr::null_mut();
+        };
         let b = s.free.get();
         // SAFETY: `b` heads the free list of a slab this thread owns.
         unsafe { s.free.set((*b).next) };
@@ -211,7 +220,10 @@ impl Heap {
                 }
                 // `used` includes the pin, hence the + 1.
                 let free = s.carved.get() + 1 - s.used.get();
-                if free * 16 < s.capacity.get() && rotations < ROTATE_LIMIT && !s.next.get().is_null() {
+                if free * 16 < s.capacity.get()
+                    && rotations < ROTATE_LIMIT
+                    && !s.next.get().is_null()
+                {
                     rotations += 1;
                     self.avail[class].remove(s);
                     self.avail[class].push_back(s);
@@ -354,7 +366,9 @@ fn register_exit(heap: &Heap) {
     let mut key = EXIT_KEY.load(Ordering::Acquire);
     while key >= KEY_BUSY {
         if key == KEY_NONE
-            && EXIT_KEY.compare_exchange(KEY_NONE, KEY_BUSY, Ordering::Acquire, Ordering::Acquire).is_ok()
+            && EXIT_KEY
+                .compare_exchange(KEY_NONE, KEY_BUSY, Ordering::Acquire, Ordering::Acquire)
+                .is_ok()
         {
             let mut k: libc::pthread_key_t = 0;
             // SAFETY: creating a key with a destructor that does not unwind.

@@ -19,9 +19,9 @@
 //!   slot); nothing here allocates.
 #![warn(missing_docs)]
 
-pub mod remote;
 #[cfg(not(loom))]
 pub mod heap;
+pub mod remote;
 #[cfg(not(loom))]
 pub mod segment;
 #[cfg(not(loom))]
@@ -104,7 +104,11 @@ mod api {
     /// `p` must lie in a chunk the owner map tags [`TAG_TINY`].
     pub unsafe fn usable_size(p: *mut u8) -> usize {
         let s = slab_of(p);
-        if s.holds_block(p) { s.block_size.get() as usize } else { 0 }
+        if s.holds_block(p) {
+            s.block_size.get() as usize
+        } else {
+            0
+        }
     }
 
     /// The Tiny tier as a [`Tier`].
@@ -136,4 +140,3 @@ mod api {
         [crate::segment::lock()]
     }
 }
-

@@ -21,12 +21,16 @@ impl RemoteList {
     /// An empty list.
     #[cfg(not(loom))]
     pub const fn new() -> Self {
-        RemoteList { head: AtomicPtr::new(ptr::null_mut()) }
+        RemoteList {
+            head: AtomicPtr::new(ptr::null_mut()),
+        }
     }
     /// An empty list.
     #[cfg(loom)]
     pub fn new() -> Self {
-        RemoteList { head: AtomicPtr::new(ptr::null_mut()) }
+        RemoteList {
+            head: AtomicPtr::new(ptr::null_mut()),
+        }
     }
 
     /// Pushes one block. After the successful CAS the caller must not touch the block or the
@@ -40,7 +44,10 @@ impl RemoteList {
         loop {
             // SAFETY: the caller owns `b` until the CAS publishes it.
             unsafe { (*b).next = head };
-            match self.head.compare_exchange_weak(head, b, Ordering::Release, Ordering::Relaxed) {
+            match self
+                .head
+                .compare_exchange_weak(head, b, Ordering::Release, Ordering::Relaxed)
+            {
                 Ok(_) => return,
                 Err(h) => head = h,
             }
@@ -82,8 +89,13 @@ mod loom_tests {
     fn loom_remote_list_loses_nothing() {
         loom::model(|| {
             let list = Arc::new(RemoteList::new());
-            let blocks: Vec<usize> =
-                (0..3).map(|_| Box::into_raw(Box::new(Block { next: ptr::null_mut() })) as usize).collect();
+            let blocks: Vec<usize> = (0..3)
+                .map(|_| {
+                    Box::into_raw(Box::new(Block {
+                        next: ptr::null_mut(),
+                    })) as usize
+                })
+                .collect();
             let hs: Vec<_> = blocks[..2]
                 .iter()
                 .map(|&b| {
@@ -95,7 +107,7 @@ mod loom_tests {
             // SAFETY: the third block belongs to this thread.
             unsafe { list.push(blocks[2] as *mut Block) };
             let mut seen = Vec::new();
-            let mut take = |seen: &mut Vec<usize>| {
+            let take = |seen: &mut Vec<usize>| {
                 let mut b = list.take_all();
                 while !b.is_null() {
                     seen.push(b as usize);

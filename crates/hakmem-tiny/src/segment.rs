@@ -48,8 +48,10 @@ struct Pool {
 // SAFETY: the lists are only touched under the pool mutex.
 unsafe impl Send for Pool {}
 
-static POOL: Mutex<Pool> =
-    Mutex::new(Pool { free: ptr::null_mut(), abandoned: [ptr::null_mut(); TINY_CLASS_COUNT] });
+static POOL: Mutex<Pool> = Mutex::new(Pool {
+    free: ptr::null_mut(),
+    abandoned: [ptr::null_mut(); TINY_CLASS_COUNT],
+});
 
 /// The pool lock (for `fork` handlers).
 pub fn lock() -> &'static RawLock {

@@ -104,7 +104,11 @@ impl Slab {
     /// Carves up to [`CARVE_BYTES`] of never-used blocks onto `free` (owner only). False when
     /// the slab has no fresh memory left.
     pub(crate) fn carve(&self) -> bool {
-        let (carved, cap, bs) = (self.carved.get(), self.capacity.get(), self.block_size.get() as usize);
+        let (carved, cap, bs) = (
+            self.carved.get(),
+            self.capacity.get(),
+            self.block_size.get() as usize,
+        );
         if carved == cap {
             return false;
         }

@@ -11,9 +11,9 @@
 //! The heap's initial image: every direct entry points at [`EMPTY`], every other byte is zero
 //! (checked against [`Heap::new`] by a test).
 
-use crate::heap::Heap;
 #[cfg(target_arch = "x86_64")]
 use crate::heap::EMPTY;
+use crate::heap::Heap;
 #[cfg(target_arch = "x86_64")]
 use hakmem_core::class::TINY_WSIZES;
 

@@ -39,14 +39,22 @@ pub const fn natural_align(size: usize) -> usize {
 /// return of this crate's allocation functions leaves `errno` = ENOMEM.
 #[inline(always)]
 pub fn malloc(size: usize) -> *mut u8 {
-    if size <= TINY_MAX { hakmem_tiny::alloc(size) } else { alloc_big(size, 16) }
+    if size <= TINY_MAX {
+        hakmem_tiny::alloc(size)
+    } else {
+        alloc_big(size, 16)
+    }
 }
 
 /// Sizes above Tiny (or alignments it cannot give).
 #[cold]
 #[inline(never)]
 fn alloc_big(size: usize, align: usize) -> *mut u8 {
-    if size <= RUN_MAX && align <= RUN_MAX { run::alloc(size, align) } else { large::alloc(size, align) }
+    if size <= RUN_MAX && align <= RUN_MAX {
+        run::alloc(size, align)
+    } else {
+        large::alloc(size, align)
+    }
 }
 
 /// Allocates `size` bytes aligned to `align` (a power of two). Null when out of memory.

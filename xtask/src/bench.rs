@@ -1,0 +1,1294 @@
+//! `cargo xtask bench`: runs the workload binary under each allocator (LD_PRELOAD),
+//! measures each child with `wait4` rusage, and writes the record, report and chart.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Map, Value, json};
+
+use crate::config::{self, cargo_bin, target_dir, workspace_root};
+use crate::model::{self, CellRaw, RunSample};
+use crate::parse;
+use crate::report::{self, InstrRow, Record};
+use crate::util::{self, header, tail_lines};
+
+/// One workload of the matrix: a name for the report and the binary's arguments.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Workload {
+    pub name: &'static str,
+    pub args: &'static [&'static str],
+}
+
+/// The comparison matrix.
+pub const WORKLOADS: &[Workload] = &[
+    Workload {
+        name: "larson-t1",
+        args: &["larson", "--threads", "1"],
+    },
+    Workload {
+        name: "larson-t4",
+        args: &["larson", "--threads", "4"],
+    },
+    Workload {
+        name: "larson-classic",
+        args: &[
+            "larson",
+            "--threads",
+            "2",
+            "--min",
+            "8",
+            "--max",
+            "1000",
+            "--slots",
+            "5000",
+        ],
+    },
+    Workload {
+        name: "random-mixed",
+        args: &["random-mixed"],
+    },
+    Workload {
+        name: "tiny-hot-16",
+        args: &["tiny-hot", "--min", "16"],
+    },
+    Workload {
+        name: "tiny-hot-256",
+        args: &["tiny-hot", "--min", "256"],
+    },
+    Workload {
+        name: "mid-mt",
+        args: &["mid-mt", "--threads", "4"],
+    },
+    Workload {
+        name: "large",
+        args: &["large"],
+    },
+    Workload {
+        name: "big",
+        args: &["big"],
+    },
+    Workload {
+        name: "xthread",
+        args: &["xthread", "--threads", "4"],
+    },
+    Workload {
+        name: "realloc-grow",
+        args: &["realloc-grow"],
+    },
+    Workload {
+        name: "churn",
+        args: &["churn", "--threads", "4"],
+    },
+];
+
+/// Workloads of the ablation study.
+pub const ABLATION_WORKLOADS: [&str; 2] = ["larson-t1", "random-mixed"];
+
+/// Feature switches tried one at a time on top of `HAKMEM_MODE=minimal`.
+pub const FEATURES: &[(&str, &str)] = &[
+    ("HAKMEM_TINY_POOL", "1"),
+    ("HAKMEM_POOL", "1"),
+    ("HAKMEM_L25", "1"),
+    ("HAKMEM_BIGCACHE", "1"),
+    ("HAKMEM_SITE_RULES", "1"),
+    ("HAKMEM_ELO", "1"),
+    ("HAKMEM_EVO", "learn"),
+    ("HAKMEM_BATCH_MADVISE", "1"),
+];
+
+/// Modes run as separate rows under `--modes`.
+pub const MODES: [&str; 5] = ["minimal", "fast", "balanced", "learning", "research"];
+
+/// Base allocators in report order.
+pub const BASE_ALLOCATORS: [&str; 5] = ["glibc", "hakmem", "mimalloc", "jemalloc", "tcmalloc"];
+
+/// A peer allocator we look for on the system: name, file-name prefix, Debian package.
+struct PeerSpec {
+    name: &'static str,
+    prefix: &'static str,
+    package: &'static str,
+}
+
+const PEERS: [PeerSpec; 3] = [
+    PeerSpec {
+        name: "mimalloc",
+        prefix: "libmimalloc.so.2",
+        package: "libmimalloc2.0",
+    },
+    PeerSpec {
+        name: "jemalloc",
+        prefix: "libjemalloc.so.2",
+        package: "libjemalloc2",
+    },
+    PeerSpec {
+        name: "tcmalloc",
+        prefix: "libtcmalloc_minimal.so.4",
+        package: "libtcmalloc-minimal4",
+    },
+];
+
+const LIB_DIRS: [&str; 6] = [
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/usr/lib64",
+    "/usr/lib",
+    "/usr/local/lib",
+    "/lib/x86_64-linux-gnu",
+];
+
+/// A row of a run matrix: the allocator, extra child env, and the row's name.
+type Row = (Allocator, BTreeMap<String, String>, String);
+
+/// Options of `cargo xtask bench`.
+#[derive(Debug, Clone, Default)]
+pub struct BenchOpts {
+    pub quick: bool,
+    pub runs: Option<usize>,
+    pub workloads: Vec<String>,
+    pub allocators: Vec<String>,
+    pub modes: bool,
+    pub ablate: bool,
+    pub instructions: bool,
+    pub out: Option<PathBuf>,
+    pub timeout: Option<u64>,
+    /// Skip the release build (the caller just built it).
+    pub no_build: bool,
+}
+
+/// Selects workloads by exact name or by the binary's workload name (`larson` selects
+/// all three larson rows). Empty filter: all.
+pub fn select_workloads(filters: &[String]) -> Result<Vec<Workload>> {
+    if filters.is_empty() {
+        return Ok(WORKLOADS.to_vec());
+    }
+    for f in filters {
+        if !WORKLOADS.iter().any(|w| w.name == f || w.args[0] == f) {
+            let names: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
+            bail!("unknown workload `{f}`; known: {}", names.join(", "));
+        }
+    }
+    Ok(WORKLOADS
+        .iter()
+        .filter(|w| filters.iter().any(|f| w.name == f || w.args[0] == f))
+        .copied()
+        .collect())
+}
+
+/// A row of the matrix: how to run the child.
+#[derive(Debug, Clone)]
+pub struct Allocator {
+    pub name: String,
+    pub preload: Option<PathBuf>,
+    pub env: BTreeMap<String, String>,
+    pub is_hakmem: bool,
+    pub version: String,
+}
+
+impl Allocator {
+    /// The environment set on the child (LD_PRELOAD included).
+    pub fn child_env(&self) -> BTreeMap<String, String> {
+        let mut e = self.env.clone();
+        if let Some(p) = &self.preload {
+            e.insert("LD_PRELOAD".into(), p.display().to_string());
+        }
+        e
+    }
+}
+
+/// The allocator names requested: base names and `hakmem[mode]` rows, validated.
+pub fn requested_allocators(filters: &[String], modes: bool) -> Result<Vec<String>> {
+    let mut names: Vec<String> = if filters.is_empty() {
+        BASE_ALLOCATORS.iter().map(|s| s.to_string()).collect()
+    } else {
+        let mut v = Vec::new();
+        for f in filters {
+            let ok = BASE_ALLOCATORS.contains(&f.as_str())
+                || f.strip_prefix("hakmem[")
+                    .and_then(|m| m.strip_suffix(']'))
+                    .is_some_and(|m| !m.is_empty());
+            if !ok {
+                bail!(
+                    "unknown allocator `{f}`; known: {}, hakmem[<mode>]",
+                    BASE_ALLOCATORS.join(", ")
+                );
+            }
+            if !v.contains(f) {
+                v.push(f.clone());
+            }
+        }
+        v
+    };
+    if modes {
+        for m in MODES {
+            let n = format!("hakmem[{m}]");
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// Finds a peer's shared object: the shortest matching file name in the usual dirs.
+fn find_peer_so(prefix: &str) -> Option<PathBuf> {
+    for dir in LIB_DIRS {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let mut hits: Vec<PathBuf> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(prefix))
+            })
+            .collect();
+        hits.sort_by_key(|p| (p.as_os_str().len(), p.clone()));
+        if let Some(h) = hits.into_iter().next() {
+            return Some(h);
+        }
+    }
+    None
+}
+
+fn dpkg_version(pkg: &str, path: Option<&Path>) -> String {
+    if let Some(v) = config::command_stdout("dpkg-query", &["-W", "-f=${Version}", pkg], None)
+        .filter(|v| !v.is_empty())
+    {
+        return v;
+    }
+    // The package may have another name on this system: ask dpkg who owns the file.
+    if let Some(p) = path {
+        let real = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        for q in [real.as_path(), p] {
+            if let Some(owner) =
+                config::command_stdout("dpkg", &["-S", &q.display().to_string()], None)
+                && let Some(name) = owner.split(':').next()
+                && let Some(v) =
+                    config::command_stdout("dpkg-query", &["-W", "-f=${Version}", name], None)
+            {
+                return v;
+            }
+        }
+    }
+    "unknown".into()
+}
+
+/// Resolves the requested allocators into rows; missing peers become `skip:` lines.
+fn resolve_allocators(
+    names: &[String],
+    hakmem_so: &Path,
+    skipped: &mut Vec<String>,
+) -> Vec<Allocator> {
+    let wanted_peers: Vec<&PeerSpec> = PEERS
+        .iter()
+        .filter(|p| names.iter().any(|n| n == p.name))
+        .collect();
+    let missing: Vec<&PeerSpec> = wanted_peers
+        .iter()
+        .copied()
+        .filter(|p| find_peer_so(p.prefix).is_none())
+        .collect();
+    if !missing.is_empty() && config::is_root() {
+        header("installing missing peer allocators");
+        let pkgs: Vec<&str> = PEERS.iter().map(|p| p.package).collect();
+        if !util::apt_install(&pkgs) {
+            eprintln!(
+                "warning: apt-get could not install all of {}",
+                pkgs.join(" ")
+            );
+        }
+    }
+    let hakmem_version = format!(
+        "{} (workspace {})",
+        env!("CARGO_PKG_VERSION"),
+        config::git_state(&workspace_root()).0
+    );
+    let mut out = Vec::new();
+    for n in names {
+        if n == "glibc" {
+            let v = config::command_stdout("ldd", &["--version"], None)
+                .and_then(|s| s.lines().next().map(str::to_string))
+                .unwrap_or_else(|| "unknown".into());
+            out.push(Allocator {
+                name: n.clone(),
+                preload: None,
+                env: BTreeMap::new(),
+                is_hakmem: false,
+                version: v,
+            });
+        } else if n == "hakmem" || n.starts_with("hakmem[") {
+            let mut env = BTreeMap::new();
+            env.insert("HAKMEM_STATS".into(), "1".into());
+            if let Some(m) = n.strip_prefix("hakmem[").and_then(|m| m.strip_suffix(']')) {
+                env.insert("HAKMEM_MODE".into(), m.to_string());
+            }
+            out.push(Allocator {
+                name: n.clone(),
+                preload: Some(hakmem_so.to_path_buf()),
+                env,
+                is_hakmem: true,
+                version: hakmem_version.clone(),
+            });
+        } else if let Some(spec) = PEERS.iter().find(|p| p.name == n) {
+            match find_peer_so(spec.prefix) {
+                Some(path) => out.push(Allocator {
+                    name: n.clone(),
+                    version: dpkg_version(spec.package, Some(&path)),
+                    preload: Some(path),
+                    env: BTreeMap::new(),
+                    is_hakmem: false,
+                }),
+                None => {
+                    let why = if config::is_root() {
+                        format!("apt-get install {} did not provide it", spec.package)
+                    } else {
+                        format!("not root; install {} to include it", spec.package)
+                    };
+                    let line = format!(
+                        "skip: {n} not installed (no {}* in {}; {why})",
+                        spec.prefix, LIB_DIRS[0]
+                    );
+                    println!("{line}");
+                    skipped.push(line);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What one child did.
+#[derive(Debug, Clone, Default)]
+pub struct ChildOutcome {
+    pub stdout: String,
+    pub stderr: String,
+    /// `Ok(code)` on a normal exit, `Err(signal)` when killed by a signal.
+    pub exit: Option<std::result::Result<i32, i32>>,
+    pub timed_out: bool,
+    pub wall_s: f64,
+    pub maxrss_kb: f64,
+    pub faults: f64,
+    pub cpu_s: f64,
+}
+
+impl ChildOutcome {
+    pub fn success(&self) -> bool {
+        !self.timed_out && self.exit == Some(Ok(0))
+    }
+
+    pub fn describe_failure(&self) -> String {
+        let what = if self.timed_out {
+            "timed out (killed)".to_string()
+        } else {
+            match self.exit {
+                Some(Ok(c)) => format!("exit status {c}"),
+                Some(Err(s)) => format!("killed by signal {s}"),
+                None => "unknown exit".to_string(),
+            }
+        };
+        format!("{what}; stderr: {}", tail_lines(&self.stderr, 4))
+    }
+}
+
+fn read_all(r: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut r) = r {
+            let _ = r.read_to_end(&mut buf);
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+/// Runs `program args` with `env` (and without any inherited `LD_PRELOAD`), waits with
+/// `wait4` for its rusage, kills it after `timeout`.
+pub fn run_child(
+    program: &Path,
+    args: &[String],
+    env: &BTreeMap<String, String>,
+    timeout: Duration,
+) -> Result<ChildOutcome> {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env_remove("LD_PRELOAD")
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", program.display()))?;
+    let pid = child.id() as libc::pid_t;
+    let out_t = read_all(child.stdout.take());
+    let err_t = read_all(child.stderr.take());
+
+    let (tx, rx) = mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(timeout) {
+            // The child is not reaped before this thread is joined, so `pid` is still ours.
+            // SAFETY: plain syscall on a pid we own.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            true
+        } else {
+            false
+        }
+    });
+    // Wait for the exit without reaping (WNOWAIT) so the watchdog cannot hit a reused pid.
+    loop {
+        // SAFETY: siginfo_t is plain data; waitid writes it.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: valid pointer to a local siginfo_t.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if r == 0 {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            let _ = tx.send(());
+            let _ = watchdog.join();
+            return Err(e).context("waitid");
+        }
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let _ = tx.send(());
+    let timed_out = watchdog.join().unwrap_or(false);
+
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain data; wait4 fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers to locals; pid is our (zombie) child.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    if r != pid {
+        return Err(std::io::Error::last_os_error()).context("wait4");
+    }
+    drop(child); // already reaped: std will not wait on drop
+    let exit = if libc::WIFEXITED(status) {
+        Some(Ok(libc::WEXITSTATUS(status)))
+    } else if libc::WIFSIGNALED(status) {
+        Some(Err(libc::WTERMSIG(status)))
+    } else {
+        None
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(ChildOutcome {
+        stdout: out_t.join().unwrap_or_default(),
+        stderr: err_t.join().unwrap_or_default(),
+        exit,
+        timed_out,
+        wall_s: wall,
+        maxrss_kb: ru.ru_maxrss as f64,
+        faults: (ru.ru_minflt + ru.ru_majflt) as f64,
+        cpu_s: tv(ru.ru_utime) + tv(ru.ru_stime),
+    })
+}
+
+/// What the RESULT line told us about a cell (filled from the first good run).
+#[derive(Debug, Clone, Default)]
+struct CellMeta {
+    threads: Option<u64>,
+    metric: Option<String>,
+    higher_is_better: Option<bool>,
+}
+
+/// Runs one repetition of one cell and turns it into a sample.
+fn one_run(
+    bin: &Path,
+    args: &[String],
+    alloc: &Allocator,
+    extra_env: &BTreeMap<String, String>,
+    timeout: Duration,
+    meta: &mut CellMeta,
+) -> RunSample {
+    let mut env = alloc.child_env();
+    env.extend(extra_env.clone());
+    let mut s = RunSample::default();
+    let out = match run_child(bin, args, &env, timeout) {
+        Ok(o) => o,
+        Err(e) => {
+            s.error = Some(format!("{e:#}"));
+            return s;
+        }
+    };
+    s.peak_rss_kb = Some(out.maxrss_kb);
+    s.page_faults = Some(out.faults);
+    s.cpu_s = Some(out.cpu_s);
+    s.wall_s = Some(out.wall_s);
+    if alloc.is_hakmem {
+        s.hakmem_stats = parse::parse_hakmem_stats(&out.stderr);
+        match parse::served_by_hakmem(s.hakmem_stats.as_ref()) {
+            Ok(()) => s.served_by_hakmem = Some(true),
+            Err(why) => {
+                s.served_by_hakmem = Some(false);
+                s.error = Some(format!("NOT SERVED BY HAKMEM: {why}"));
+            }
+        }
+    }
+    if !out.success() {
+        let why = out.describe_failure();
+        s.error = Some(match s.error.take() {
+            Some(prev) => format!("{why}; {prev}"),
+            None => why,
+        });
+        return s;
+    }
+    match parse::parse_result(&out.stdout) {
+        Ok(r) => {
+            meta.threads.get_or_insert(r.threads);
+            meta.metric.get_or_insert(r.metric.clone());
+            meta.higher_is_better.get_or_insert(r.higher_is_better);
+            s.value = Some(r.value);
+        }
+        Err(e) => {
+            let why = format!("{e:#}");
+            s.error = Some(match s.error.take() {
+                Some(prev) => format!("{why}; {prev}"),
+                None => why,
+            });
+        }
+    }
+    s
+}
+
+fn progress(total: u64) -> ProgressBar {
+    let pb = ProgressBar::new(total);
+    if let Ok(style) =
+        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} runs  {msg}")
+    {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb
+}
+
+fn say(pb: &ProgressBar, msg: impl AsRef<str>) {
+    if pb.is_hidden() {
+        eprintln!("{}", msg.as_ref());
+    } else {
+        pb.println(msg.as_ref());
+    }
+}
+
+/// Runs a set of rows over a set of workloads, interleaving the rows within each
+/// repetition (A B C A B C ...). `rows` are `(allocator, extra env, name override)`.
+fn run_matrix(
+    bin: &Path,
+    workloads: &[Workload],
+    rows: &[Row],
+    runs: usize,
+    quick: bool,
+    timeout: Duration,
+    pb: &ProgressBar,
+) -> Vec<CellRaw> {
+    let mut cells = Vec::new();
+    for (wi, w) in workloads.iter().enumerate() {
+        let mut args: Vec<String> = w.args.iter().map(|s| s.to_string()).collect();
+        if quick {
+            args.push("--quick".into());
+        }
+        let mut metas = vec![CellMeta::default(); rows.len()];
+        let mut samples: Vec<Vec<RunSample>> = vec![Vec::new(); rows.len()];
+        for rep in 0..runs {
+            for (ri, (alloc, extra, name)) in rows.iter().enumerate() {
+                pb.set_message(format!("{} · {} · run {}/{}", w.name, name, rep + 1, runs));
+                let s = one_run(bin, &args, alloc, extra, timeout, &mut metas[ri]);
+                if let Some(e) = &s.error {
+                    say(pb, format!("!! {} / {name} run {}: {e}", w.name, rep + 1));
+                }
+                samples[ri].push(s);
+                pb.inc(1);
+            }
+        }
+        let mut line = format!("[{}/{}] {:<14}", wi + 1, workloads.len(), w.name);
+        for (ri, (alloc, extra, name)) in rows.iter().enumerate() {
+            let m = &metas[ri];
+            let mut env = alloc.child_env();
+            env.extend(extra.clone());
+            let cell = CellRaw {
+                workload: w.name.to_string(),
+                allocator: name.clone(),
+                is_hakmem: alloc.is_hakmem,
+                threads: m.threads.unwrap_or_else(|| thread_arg(w.args)),
+                metric: m.metric.clone().unwrap_or_else(|| "unknown".into()),
+                higher_is_better: m.higher_is_better.unwrap_or(true),
+                env,
+                args: args.clone(),
+                runs: std::mem::take(&mut samples[ri]),
+            };
+            let vals: Vec<f64> = cell.runs.iter().filter_map(|r| r.value).collect();
+            let med = crate::stats::median(&vals)
+                .map(report::fmt_num)
+                .unwrap_or_else(|| "FAILED".into());
+            line.push_str(&format!("  {name}={med}"));
+            cells.push(cell);
+        }
+        say(pb, line);
+    }
+    cells
+}
+
+fn thread_arg(args: &[&str]) -> u64 {
+    args.windows(2)
+        .find(|w| w[0] == "--threads")
+        .and_then(|w| w[1].parse().ok())
+        .unwrap_or(1)
+}
+
+/// Runs the hakmem library once with `HAKMEM_VERBOSE=1` and returns its
+/// `hakmem-features:` map, if it prints one.
+fn detect_features(
+    bin: &Path,
+    hakmem: &Allocator,
+    timeout: Duration,
+) -> (Option<Map<String, Value>>, String) {
+    let mut env = hakmem.child_env();
+    env.insert("HAKMEM_VERBOSE".into(), "1".into());
+    let args: Vec<String> = ["tiny-hot", "--min", "16", "--quick"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    match run_child(bin, &args, &env, timeout) {
+        Ok(o) => {
+            let lines = o
+                .stderr
+                .lines()
+                .filter(|l| l.trim_start().starts_with("hakmem"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            (parse::parse_hakmem_features(&o.stderr), lines)
+        }
+        Err(e) => (None, format!("{e:#}")),
+    }
+}
+
+/// `cargo build --release -p hakmem-ffi -p hakmem-bench`; returns (libhakmem.so, bench bin).
+pub fn build_release() -> Result<(PathBuf, PathBuf)> {
+    let target = target_dir();
+    let mut c = Command::new(cargo_bin());
+    c.current_dir(workspace_root())
+        .env("CARGO_TARGET_DIR", &target)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "hakmem-ffi",
+            "-p",
+            "hakmem-bench",
+        ]);
+    util::run_status(&mut c)?;
+    Ok(artifacts())
+}
+
+/// Paths of the release artefacts.
+pub fn artifacts() -> (PathBuf, PathBuf) {
+    let rel = target_dir().join("release");
+    (rel.join("libhakmem.so"), rel.join("hakmem-bench"))
+}
+
+fn ablation_rows_spec(
+    hakmem: &Allocator,
+    features: Option<&Map<String, Value>>,
+) -> (Vec<Row>, Vec<String>) {
+    let base_env = |extra: &[(&str, &str)]| {
+        let mut e = BTreeMap::new();
+        e.insert("HAKMEM_MODE".to_string(), "minimal".to_string());
+        for (k, v) in extra {
+            e.insert(k.to_string(), v.to_string());
+        }
+        e
+    };
+    let mut rows = vec![(hakmem.clone(), base_env(&[]), "minimal".to_string())];
+    let mut absent = Vec::new();
+    let mut present: Vec<(&str, &str)> = Vec::new();
+    for (k, v) in FEATURES {
+        if parse::feature_known(features, k) {
+            present.push((k, v));
+            rows.push((
+                hakmem.clone(),
+                base_env(&[(k, v)]),
+                format!("minimal+{k}={v}"),
+            ));
+        } else {
+            absent.push(k.to_string());
+        }
+    }
+    if !present.is_empty() {
+        rows.push((
+            hakmem.clone(),
+            base_env(&present),
+            "minimal+all".to_string(),
+        ));
+    }
+    (rows, absent)
+}
+
+/// Compiles `xtask/assets/hotloop.c` and measures instructions per malloc+free pair
+/// under callgrind for each allocator.
+fn instructions(allocs: &[Allocator], skipped: &mut Vec<String>) -> Vec<InstrRow> {
+    const N: u64 = 1_000_000;
+    if util::which("valgrind").is_none() {
+        let l = "skip: --instructions needs valgrind (not installed)".to_string();
+        println!("{l}");
+        skipped.push(l);
+        return Vec::new();
+    }
+    let Some(cc) = util::which("cc").or_else(|| util::which("gcc")) else {
+        let l = "skip: --instructions needs a C compiler (cc)".to_string();
+        println!("{l}");
+        skipped.push(l);
+        return Vec::new();
+    };
+    let src = workspace_root().join("xtask/assets/hotloop.c");
+    let exe = target_dir().join("xtask").join("hotloop");
+    let _ = std::fs::create_dir_all(exe.parent().unwrap_or(Path::new(".")));
+    let mut c = Command::new(cc);
+    c.args(["-O2", "-o"]).arg(&exe).arg(&src);
+    if let Err(e) = util::run_status(&mut c) {
+        let l = format!("skip: --instructions: cannot compile hotloop.c: {e:#}");
+        println!("{l}");
+        skipped.push(l);
+        return Vec::new();
+    }
+    header("instructions per malloc+free (callgrind)");
+    let valgrind = PathBuf::from("valgrind");
+    let mut rows = Vec::new();
+    for a in allocs {
+        let ir = |n: u64| -> Result<u64> {
+            let args: Vec<String> = [
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+                &exe.display().to_string(),
+                &n.to_string(),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            let o = run_child(&valgrind, &args, &a.child_env(), Duration::from_secs(600))?;
+            if !o.success() {
+                bail!("{}", o.describe_failure());
+            }
+            if a.is_hakmem
+                && let Err(why) =
+                    parse::served_by_hakmem(parse::parse_hakmem_stats(&o.stderr).as_ref())
+            {
+                bail!("NOT SERVED BY HAKMEM under valgrind: {why}");
+            }
+            parse::parse_callgrind_ir(&o.stderr)
+                .with_context(|| format!("no Ir total in: {}", tail_lines(&o.stderr, 3)))
+        };
+        let (a_n, a_0) = (ir(N), ir(0));
+        let row = match (a_n, a_0) {
+            (Ok(x), Ok(z)) => InstrRow {
+                allocator: a.name.clone(),
+                ir_n: Some(x),
+                ir_zero: Some(z),
+                n: N,
+                instructions_per_pair: model::instructions_per_pair(x, z, N),
+                error: None,
+            },
+            (x, z) => InstrRow {
+                allocator: a.name.clone(),
+                ir_n: x.as_ref().ok().copied(),
+                ir_zero: z.as_ref().ok().copied(),
+                n: N,
+                instructions_per_pair: None,
+                error: Some(
+                    [x.err(), z.err()]
+                        .into_iter()
+                        .flatten()
+                        .map(|e| format!("{e:#}"))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
+            },
+        };
+        println!(
+            "  {:<18} {}",
+            row.allocator,
+            row.instructions_per_pair
+                .map(|x| format!("{x:.1} instructions / pair"))
+                .unwrap_or_else(|| format!("failed: {}", row.error.clone().unwrap_or_default()))
+        );
+        rows.push(row);
+    }
+    rows
+}
+
+/// The bench command. Returns the path of the JSON record; an error (after writing
+/// the report) when any cell failed or a hakmem row was not served by hakmem.
+pub fn bench(opts: &BenchOpts) -> Result<PathBuf> {
+    let started = config::now_secs();
+    let workloads = select_workloads(&opts.workloads)?;
+    let names = requested_allocators(&opts.allocators, opts.modes)?;
+    let runs = opts.runs.unwrap_or(if opts.quick { 2 } else { 5 }).max(1);
+    let timeout = Duration::from_secs(opts.timeout.unwrap_or(if opts.quick { 120 } else { 600 }));
+
+    let (hakmem_so, bin) = if opts.no_build {
+        artifacts()
+    } else {
+        header("cargo build --release -p hakmem-ffi -p hakmem-bench");
+        build_release()?
+    };
+    if !bin.exists() {
+        bail!(
+            "workload binary {} not found (did the build succeed?)",
+            bin.display()
+        );
+    }
+    let needs_hakmem = names.iter().any(|n| n.starts_with("hakmem")) || opts.ablate;
+    if needs_hakmem && !hakmem_so.exists() {
+        bail!("{} not found (did the build succeed?)", hakmem_so.display());
+    }
+
+    let mut skipped = Vec::new();
+    let allocs = resolve_allocators(&names, &hakmem_so, &mut skipped);
+    let plain_hakmem = Allocator {
+        name: "hakmem".into(),
+        preload: Some(hakmem_so.clone()),
+        env: [("HAKMEM_STATS".to_string(), "1".to_string())].into(),
+        is_hakmem: true,
+        version: String::new(),
+    };
+
+    let (features, verbose) = if needs_hakmem {
+        detect_features(&bin, &plain_hakmem, timeout)
+    } else {
+        (None, String::new())
+    };
+
+    let rows: Vec<_> = allocs
+        .iter()
+        .map(|a| (a.clone(), BTreeMap::new(), a.name.clone()))
+        .collect();
+    let (abl_rows, absent) = if opts.ablate {
+        ablation_rows_spec(&plain_hakmem, features.as_ref())
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let abl_workloads: Vec<Workload> = WORKLOADS
+        .iter()
+        .filter(|w| ABLATION_WORKLOADS.contains(&w.name))
+        .copied()
+        .collect();
+
+    let total = (workloads.len() * rows.len() + abl_workloads.len() * abl_rows.len()) * runs;
+    header(&format!(
+        "bench: {} workloads × {} allocators × {runs} runs{}{}",
+        workloads.len(),
+        rows.len(),
+        if opts.quick { " (quick)" } else { "" },
+        if opts.ablate {
+            format!(" + ablation ({} configs × 2 workloads)", abl_rows.len())
+        } else {
+            String::new()
+        }
+    ));
+    if !abl_rows.is_empty() && !absent.is_empty() {
+        println!(
+            "ablation: absent features (not announced by `hakmem-features:`): {}",
+            absent.join(", ")
+        );
+    }
+    let pb = progress(total as u64);
+    let cells = run_matrix(&bin, &workloads, &rows, runs, opts.quick, timeout, &pb);
+    let abl_cells = if abl_rows.is_empty() {
+        Vec::new()
+    } else {
+        say(&pb, "ablation:");
+        run_matrix(
+            &bin,
+            &abl_workloads,
+            &abl_rows,
+            runs,
+            opts.quick,
+            timeout,
+            &pb,
+        )
+    };
+    pb.finish_and_clear();
+
+    let results = model::finalize(&cells);
+    let ablation = model::ablation_rows(&abl_cells, "minimal");
+    if opts.ablate {
+        header("ablation (cost relative to HAKMEM_MODE=minimal; > 1 = faster than minimal)");
+        for f in &absent {
+            println!("  {f:<22} absent (library does not announce it)");
+        }
+        for a in &ablation {
+            println!(
+                "  {:<14} {:<34} {:>10}  vs minimal {}  rss {}",
+                a.workload,
+                a.config,
+                a.median
+                    .map(report::fmt_num)
+                    .unwrap_or_else(|| "FAILED".into()),
+                a.ratio_vs_minimal
+                    .map(report::fmt_ratio)
+                    .unwrap_or_else(|| "–".into()),
+                a.rss_vs_minimal
+                    .map(report::fmt_ratio)
+                    .unwrap_or_else(|| "–".into()),
+            );
+        }
+    }
+    let instr = if opts.instructions {
+        instructions(&allocs, &mut skipped)
+    } else {
+        Vec::new()
+    };
+
+    // ---- the configuration record ----
+    let root = workspace_root();
+    let (commit, dirty) = config::git_state(&root);
+    let mut cfg = Map::new();
+    cfg.insert("commit".into(), json!(commit));
+    cfg.insert("dirty".into(), json!(dirty));
+    cfg.insert(
+        "command".into(),
+        json!(std::env::args().collect::<Vec<_>>()),
+    );
+    let mut row_env = Map::new();
+    for (a, extra, name) in rows.iter().chain(abl_rows.iter()) {
+        let mut e = a.child_env();
+        e.extend(extra.clone());
+        row_env.insert(name.clone(), json!(e));
+    }
+    cfg.insert(
+        "env".into(),
+        json!({
+            "xtask": config::recorded_env(std::env::vars()),
+            "rows": row_env,
+            "child_notes": "children inherit the xtask environment minus LD_PRELOAD, plus the row's env",
+        }),
+    );
+    cfg.insert(
+        "mode".into(),
+        json!(config::mode_label(
+            std::env::var("HAKMEM_MODE").ok().as_deref()
+        )),
+    );
+    cfg.insert(
+        "features".into(),
+        Value::Object(features.clone().unwrap_or_default()),
+    );
+    cfg.insert("hakmem_verbose".into(), json!(verbose));
+    cfg.insert("build".into(), config::build_info(&root));
+    cfg.insert("machine".into(), config::machine());
+    cfg.insert("date".into(), json!(config::rfc3339_utc(started)));
+    let mut amap = Map::new();
+    for a in &allocs {
+        amap.insert(
+            a.name.clone(),
+            json!({
+                "path": a.preload.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(none: system libc malloc)".into()),
+                "version": a.version,
+            }),
+        );
+    }
+    cfg.insert("allocators".into(), Value::Object(amap));
+    cfg.insert("quick".into(), json!(opts.quick));
+    cfg.insert("runs".into(), json!(runs));
+    cfg.insert("timeout_s".into(), json!(timeout.as_secs()));
+    cfg.insert("bench_binary".into(), json!(bin.display().to_string()));
+    cfg.insert(
+        "workloads".into(),
+        json!(
+            workloads
+                .iter()
+                .map(|w| json!({"name": w.name, "args": w.args}))
+                .collect::<Vec<_>>()
+        ),
+    );
+
+    let record = Record {
+        config: cfg,
+        results,
+        ablation,
+        ablation_absent_features: if opts.ablate { absent } else { Vec::new() },
+        instructions: instr,
+        skipped,
+    };
+
+    // ---- write ----
+    let out_dir = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| target_dir().join("bench"));
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let stamp = config::file_timestamp(started);
+    let json_text = serde_json::to_string_pretty(&record)?;
+    let md = report::render_markdown(&record);
+    let title = format!(
+        "hakmem vs peers: throughput relative to glibc{}",
+        if opts.quick { " (quick)" } else { "" }
+    );
+    let svg = crate::chart::render_svg(&record.results, &title)?;
+    let json_path = out_dir.join(format!("{stamp}.json"));
+    for (ext, body) in [("json", &json_text), ("md", &md), ("svg", &svg)] {
+        let p = out_dir.join(format!("{stamp}.{ext}"));
+        std::fs::write(&p, body).with_context(|| format!("cannot write {}", p.display()))?;
+        std::fs::copy(&p, out_dir.join(format!("latest.{ext}")))?;
+    }
+
+    print_summary(&record);
+    println!("\nrecord: {}", json_path.display());
+    println!("report: {}", out_dir.join(format!("{stamp}.md")).display());
+    println!("chart:  {}", out_dir.join(format!("{stamp}.svg")).display());
+    println!(
+        "(also latest.json / latest.md / latest.svg in {})",
+        out_dir.display()
+    );
+
+    let bad: Vec<String> = record
+        .results
+        .iter()
+        .filter(|r| !r.ok())
+        .map(|r| format!("{}/{}", r.workload, r.allocator))
+        .chain(
+            record
+                .ablation
+                .iter()
+                .filter(|a| a.served_by_hakmem != Some(true) || a.median.is_none())
+                .map(|a| format!("ablation {}/{}", a.workload, a.config)),
+        )
+        .collect();
+    let unserved: Vec<String> = record
+        .results
+        .iter()
+        .filter(|r| r.served_by_hakmem == Some(false))
+        .map(|r| format!("{}/{}", r.workload, r.allocator))
+        .collect();
+    if !unserved.is_empty() {
+        eprintln!(
+            "\n!!!!!!!! NOT SERVED BY HAKMEM: {} — these rows measured some other malloc !!!!!!!!",
+            unserved.join(", ")
+        );
+    }
+    if !bad.is_empty() {
+        bail!("{} cell(s) failed: {}", bad.len(), bad.join(", "));
+    }
+    Ok(json_path)
+}
+
+fn print_summary(rec: &Record) {
+    header("summary (median; hakmem ratio vs peer, > 1 = hakmem better)");
+    for r in &rec.results {
+        let ratios: Vec<String> = r
+            .ratio_vs
+            .iter()
+            .map(|(p, x)| format!("{p} {}", report::fmt_ratio(*x)))
+            .collect();
+        println!(
+            "  {:<15} {:<18} {:>10} {:<14} rss {:>8} KiB{}{}",
+            r.workload,
+            r.allocator,
+            r.median
+                .map(report::fmt_num)
+                .unwrap_or_else(|| "FAILED".into()),
+            r.metric,
+            r.peak_rss_kb
+                .map(|x| format!("{x:.0}"))
+                .unwrap_or_else(|| "–".into()),
+            if ratios.is_empty() {
+                String::new()
+            } else {
+                format!("  [{}]", ratios.join(", "))
+            },
+            match r.served_by_hakmem {
+                Some(false) => "  NOT SERVED BY HAKMEM",
+                _ => "",
+            }
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workload_selection() {
+        assert_eq!(select_workloads(&[]).unwrap().len(), 12);
+        let l = select_workloads(&["larson".into()]).unwrap();
+        assert_eq!(
+            l.iter().map(|w| w.name).collect::<Vec<_>>(),
+            ["larson-t1", "larson-t4", "larson-classic"]
+        );
+        let one = select_workloads(&["larson-classic".into(), "big".into()]).unwrap();
+        assert_eq!(one.len(), 2);
+        assert!(select_workloads(&["nope".into()]).is_err());
+        let names: std::collections::BTreeSet<_> = WORKLOADS.iter().map(|w| w.name).collect();
+        assert_eq!(names.len(), WORKLOADS.len(), "workload names are unique");
+    }
+
+    #[test]
+    fn allocator_selection() {
+        assert_eq!(requested_allocators(&[], false).unwrap(), BASE_ALLOCATORS);
+        let v = requested_allocators(&["hakmem".into(), "glibc".into()], true).unwrap();
+        assert_eq!(v[..2], ["hakmem", "glibc"]);
+        assert_eq!(v.len(), 7);
+        assert!(v.contains(&"hakmem[research]".to_string()));
+        assert!(requested_allocators(&["hakmem[fast]".into()], false).is_ok());
+        assert!(requested_allocators(&["hakmem[]".into()], false).is_err());
+        assert!(requested_allocators(&["ptmalloc".into()], false).is_err());
+    }
+
+    #[test]
+    fn thread_args() {
+        assert_eq!(thread_arg(&["larson", "--threads", "4"]), 4);
+        assert_eq!(thread_arg(&["big"]), 1);
+    }
+
+    #[test]
+    fn ablation_lists_absent_without_feature_line() {
+        let h = Allocator {
+            name: "hakmem".into(),
+            preload: None,
+            env: BTreeMap::new(),
+            is_hakmem: true,
+            version: String::new(),
+        };
+        let (rows, absent) = ablation_rows_spec(&h, None);
+        assert_eq!(rows.len(), 1, "only minimal when nothing is known");
+        assert_eq!(absent.len(), FEATURES.len());
+        let f = parse::parse_hakmem_features("hakmem-features: pool=off evo=on").unwrap();
+        let (rows, absent) = ablation_rows_spec(&h, Some(&f));
+        let names: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "minimal",
+                "minimal+HAKMEM_POOL=1",
+                "minimal+HAKMEM_EVO=learn",
+                "minimal+all"
+            ]
+        );
+        assert_eq!(rows[3].1["HAKMEM_EVO"], "learn");
+        assert_eq!(rows[3].1["HAKMEM_MODE"], "minimal");
+        assert_eq!(absent.len(), FEATURES.len() - 2);
+    }
+
+    /// The child runner against real processes: exit codes, signals, rusage, timeout.
+    #[test]
+    fn child_runner() {
+        let sh = Path::new("/bin/sh");
+        let env = BTreeMap::from([("XT_VAR".to_string(), "hello".to_string())]);
+        let o = run_child(
+            sh,
+            &[
+                "-c".into(),
+                "echo $XT_VAR; echo err >&2; echo \"P=$LD_PRELOAD\"".into(),
+            ],
+            &env,
+            Duration::from_secs(20),
+        )
+        .unwrap();
+        assert!(o.success());
+        assert_eq!(o.stdout, "hello\nP=\n");
+        assert_eq!(o.stderr, "err\n");
+        assert!(o.maxrss_kb > 0.0);
+        assert!(o.faults > 0.0);
+
+        let o = run_child(
+            sh,
+            &["-c".into(), "exit 3".into()],
+            &env,
+            Duration::from_secs(20),
+        )
+        .unwrap();
+        assert_eq!(o.exit, Some(Ok(3)));
+        assert!(!o.success());
+
+        let o = run_child(
+            sh,
+            &["-c".into(), "kill -SEGV $$".into()],
+            &env,
+            Duration::from_secs(20),
+        )
+        .unwrap();
+        assert_eq!(o.exit, Some(Err(libc::SIGSEGV)));
+
+        let t = Instant::now();
+        let o = run_child(
+            sh,
+            &["-c".into(), "exec sleep 30".into()],
+            &env,
+            Duration::from_millis(300),
+        )
+        .unwrap();
+        assert!(o.timed_out);
+        assert!(t.elapsed() < Duration::from_secs(10));
+        assert!(o.describe_failure().contains("timed out"));
+    }
+
+    /// A busy child reports CPU time through wait4's rusage.
+    #[test]
+    fn child_cpu_time() {
+        let o = run_child(
+            Path::new("/bin/sh"),
+            &[
+                "-c".into(),
+                "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done".into(),
+            ],
+            &BTreeMap::new(),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        assert!(o.success());
+        assert!(o.cpu_s > 0.0, "cpu {}", o.cpu_s);
+        assert!(o.wall_s > 0.0);
+    }
+
+    #[test]
+    fn one_run_flags_unserved_hakmem() {
+        // A fake "workload" that prints a RESULT line but no hakmem-stats line.
+        let h = Allocator {
+            name: "hakmem".into(),
+            preload: None,
+            env: BTreeMap::new(),
+            is_hakmem: true,
+            version: String::new(),
+        };
+        let script = r#"echo 'RESULT {"workload":"x","threads":1,"metric":"ops","value":5,"higher_is_better":true,"ops":5,"seconds":1,"params":{}}'"#;
+        let mut meta = CellMeta::default();
+        let s = one_run(
+            Path::new("/bin/sh"),
+            &["-c".into(), script.into()],
+            &h,
+            &BTreeMap::new(),
+            Duration::from_secs(20),
+            &mut meta,
+        );
+        assert_eq!(s.value, Some(5.0));
+        assert_eq!(s.served_by_hakmem, Some(false));
+        assert!(s.error.unwrap().contains("NOT SERVED"));
+
+        let script2 = format!("{script}; echo 'hakmem-stats: tiny.carved=7 run.allocs=0' >&2");
+        let s = one_run(
+            Path::new("/bin/sh"),
+            &["-c".into(), script2],
+            &h,
+            &BTreeMap::new(),
+            Duration::from_secs(20),
+            &mut meta,
+        );
+        assert_eq!(s.served_by_hakmem, Some(true));
+        assert!(s.error.is_none());
+        assert_eq!(meta.metric.as_deref(), Some("ops"));
+    }
+}

@@ -1,0 +1,185 @@
+//! `cargo xtask build`, `cargo xtask test` (the CI command) and `cargo xtask loom`.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::bench::{self, BenchOpts};
+use crate::config::{cargo_bin, is_root, target_dir, workspace_root};
+use crate::util::{self, header, run_status};
+
+/// A cargo command in the workspace root with the shared target dir.
+fn cargo(args: &[&str]) -> Command {
+    let mut c = Command::new(cargo_bin());
+    c.current_dir(workspace_root())
+        .env("CARGO_TARGET_DIR", target_dir())
+        .args(args);
+    c
+}
+
+/// `cargo xtask build`.
+pub fn build() -> Result<()> {
+    header("cargo build --release -p hakmem-ffi -p hakmem-bench");
+    let (so, bin) = bench::build_release()?;
+    if !so.exists() {
+        bail!("build succeeded but {} is missing", so.display());
+    }
+    println!("workload binary: {}", bin.display());
+    println!("{}", so.display());
+    Ok(())
+}
+
+/// System tools the tests use, as (program, Debian package).
+const SYSTEM_TOOLS: [(&str, &str); 1] = [("valgrind", "valgrind")];
+
+/// `cargo xtask test`: the CI sequence; stops at the first failing step.
+pub fn test(no_lint: bool) -> Result<()> {
+    let total = if no_lint { 4 } else { 6 };
+    let mut n = 0;
+    let mut step = |name: &str| {
+        n += 1;
+        header(&format!("[{n}/{total}] {name}"));
+    };
+
+    step("system tools");
+    let missing: Vec<(&str, &str)> = SYSTEM_TOOLS
+        .iter()
+        .copied()
+        .filter(|(p, _)| util::which(p).is_none())
+        .collect();
+    if missing.is_empty() {
+        println!("all present: {}", SYSTEM_TOOLS.map(|t| t.0).join(", "));
+    } else if is_root() {
+        let pkgs: Vec<&str> = missing.iter().map(|t| t.1).collect();
+        if !util::apt_install(&pkgs) {
+            eprintln!("warning: could not install {}", pkgs.join(" "));
+        }
+    } else {
+        println!(
+            "not root: not installing {}; tests needing them may skip",
+            missing.iter().map(|t| t.0).collect::<Vec<_>>().join(", ")
+        );
+    }
+
+    if !no_lint {
+        step("cargo fmt --all -- --check");
+        run_status(&mut cargo(&["fmt", "--all", "--", "--check"]))?;
+        step("cargo clippy --workspace --all-targets -- -D warnings");
+        run_status(&mut cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+    }
+
+    step("cargo build --release -p hakmem-ffi -p hakmem-bench");
+    bench::build_release()?;
+
+    step("cargo test --workspace --release");
+    run_status(&mut cargo(&["test", "--workspace", "--release"]))?;
+
+    step("bench smoke (--quick, glibc + hakmem, 1 run)");
+    let out = std::env::temp_dir().join(format!("hakmem-bench-smoke-{}", std::process::id()));
+    let opts = BenchOpts {
+        quick: true,
+        runs: Some(1),
+        allocators: vec!["glibc".into(), "hakmem".into()],
+        out: Some(out.clone()),
+        no_build: true,
+        ..Default::default()
+    };
+    let record = bench::bench(&opts).context("bench smoke failed")?;
+    verify_smoke(&std::fs::read_to_string(&record)?)?;
+    println!("\nbench smoke OK (report in {})", out.display());
+    println!("\nxtask test: all {total} steps passed");
+    Ok(())
+}
+
+/// Checks the smoke record: every workload has a glibc and a hakmem row with a value,
+/// and every hakmem row proved hakmem served.
+pub fn verify_smoke(record_json: &str) -> Result<()> {
+    let v: serde_json::Value = serde_json::from_str(record_json)?;
+    let results = v["results"].as_array().context("record has no results")?;
+    if results.is_empty() {
+        bail!("smoke record has no results");
+    }
+    let mut problems = Vec::new();
+    for r in results {
+        let name = format!("{}/{}", r["workload"], r["allocator"]);
+        if r["median"].as_f64().is_none() {
+            problems.push(format!("{name}: no value"));
+        }
+        if r["allocator"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("hakmem"))
+            && r["served_by_hakmem"] != serde_json::Value::Bool(true)
+        {
+            problems.push(format!("{name}: not served by hakmem"));
+        }
+    }
+    if !results.iter().any(|r| r["allocator"] == "hakmem") {
+        problems.push("no hakmem row at all".into());
+    }
+    if !problems.is_empty() {
+        bail!("bench smoke: {}", problems.join("; "));
+    }
+    Ok(())
+}
+
+/// `cargo xtask loom`: loom models (`#[cfg(loom)]`, test names containing `loom`) in
+/// their own target dir so the normal build is not invalidated.
+pub fn loom(extra: &[String]) -> Result<()> {
+    let mut rustflags = std::env::var("RUSTFLAGS").unwrap_or_default();
+    if !rustflags.split_whitespace().any(|f| f == "loom") {
+        if !rustflags.is_empty() {
+            rustflags.push(' ');
+        }
+        rustflags.push_str("--cfg loom");
+    }
+    let preemptions = std::env::var("LOOM_MAX_PREEMPTIONS").unwrap_or_else(|_| "3".into());
+    let mut c = Command::new(cargo_bin());
+    // Loom models need optimised code but not fat LTO: relink-heavy settings only cost
+    // build time in this separate target dir (each overridable from the environment).
+    for (k, v) in [
+        ("CARGO_PROFILE_RELEASE_LTO", "off"),
+        ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16"),
+        ("CARGO_PROFILE_RELEASE_DEBUG", "0"),
+    ] {
+        if std::env::var_os(k).is_none() {
+            c.env(k, v);
+        }
+    }
+    c.current_dir(workspace_root())
+        .env("CARGO_TARGET_DIR", target_dir().join("loom"))
+        .env("RUSTFLAGS", &rustflags)
+        .env("LOOM_MAX_PREEMPTIONS", &preemptions)
+        .args(["test", "--release", "--workspace", "--lib", "loom"])
+        .args(extra);
+    header(&format!(
+        "loom models (RUSTFLAGS=\"{rustflags}\", LOOM_MAX_PREEMPTIONS={preemptions})"
+    ));
+    run_status(&mut c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smoke_verification() {
+        let ok = r#"{"results":[
+            {"workload":"w","allocator":"glibc","median":1.0,"served_by_hakmem":null},
+            {"workload":"w","allocator":"hakmem","median":2.0,"served_by_hakmem":true}]}"#;
+        assert!(verify_smoke(ok).is_ok());
+        let unserved = ok.replace("\"served_by_hakmem\":true", "\"served_by_hakmem\":false");
+        assert!(verify_smoke(&unserved).is_err());
+        let failed = ok.replace("\"median\":2.0", "\"median\":null");
+        assert!(verify_smoke(&failed).is_err());
+        let no_hakmem = r#"{"results":[{"workload":"w","allocator":"glibc","median":1.0}]}"#;
+        assert!(verify_smoke(no_hakmem).is_err());
+        assert!(verify_smoke(r#"{"results":[]}"#).is_err());
+    }
+}

@@ -1,0 +1,453 @@
+//! The benchmark record (JSON) and its Markdown rendering.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::model::{AblationRow, CellResult};
+use crate::stats::geomean;
+
+/// Instructions per malloc+free pair for one allocator (`--instructions`).
+#[derive(Debug, Clone, Serialize)]
+pub struct InstrRow {
+    pub allocator: String,
+    pub ir_n: Option<u64>,
+    pub ir_zero: Option<u64>,
+    pub n: u64,
+    pub instructions_per_pair: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Everything written to `<timestamp>.json`: the configuration keys (commit, dirty,
+/// command, env, mode, features, build, machine, date, allocators, ...) flattened at
+/// the top level, then the results.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    #[serde(flatten)]
+    pub config: Map<String, Value>,
+    pub results: Vec<CellResult>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ablation: Vec<AblationRow>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ablation_absent_features: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub instructions: Vec<InstrRow>,
+    pub skipped: Vec<String>,
+}
+
+/// Compact human number: `12.35M`, `980.1k`, `0.0123`.
+pub fn fmt_num(v: f64) -> String {
+    let a = v.abs();
+    if !v.is_finite() {
+        format!("{v}")
+    } else if a >= 1e9 {
+        format!("{:.2}G", v / 1e9)
+    } else if a >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if a >= 1e4 {
+        format!("{:.1}k", v / 1e3)
+    } else if a >= 100.0 || a == 0.0 || v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    v.map(f).unwrap_or_else(|| "–".to_string())
+}
+
+/// `2.34×`
+pub fn fmt_ratio(r: f64) -> String {
+    format!("{r:.2}×")
+}
+
+fn fmt_mib(kb: f64) -> String {
+    format!("{:.1}", kb / 1024.0)
+}
+
+fn escape_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+fn scalar_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "null".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Renders a JSON value as a nested Markdown bullet list (multi-line strings become
+/// indented code blocks).
+fn render_value(out: &mut String, key: &str, v: &Value, depth: usize) {
+    let pad = "  ".repeat(depth);
+    match v {
+        Value::Object(m) if m.is_empty() => {
+            let _ = writeln!(out, "{pad}- **{key}**: {{}}");
+        }
+        Value::Object(m) => {
+            let _ = writeln!(out, "{pad}- **{key}**:");
+            for (k, v) in m {
+                render_value(out, k, v, depth + 1);
+            }
+        }
+        Value::Array(a) if a.iter().all(|x| !x.is_object() && !x.is_array()) => {
+            let items: Vec<String> = a.iter().map(|x| format!("`{}`", scalar_text(x))).collect();
+            let _ = writeln!(out, "{pad}- **{key}**: {}", items.join(" "));
+        }
+        Value::Array(a) => {
+            let _ = writeln!(out, "{pad}- **{key}**:");
+            for (i, x) in a.iter().enumerate() {
+                render_value(out, &i.to_string(), x, depth + 1);
+            }
+        }
+        Value::String(s) if s.contains('\n') => {
+            let _ = writeln!(out, "{pad}- **{key}**:\n");
+            let _ = writeln!(out, "{pad}  ```");
+            for l in s.lines() {
+                let _ = writeln!(out, "{pad}  {l}");
+            }
+            let _ = writeln!(out, "{pad}  ```\n");
+        }
+        other => {
+            let _ = writeln!(out, "{pad}- **{key}**: `{}`", scalar_text(other));
+        }
+    }
+}
+
+/// Workloads in first-seen order.
+fn workloads(results: &[CellResult]) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    results
+        .iter()
+        .filter(|r| seen.insert(r.workload.clone()))
+        .map(|r| r.workload.clone())
+        .collect()
+}
+
+/// Peers (columns of the summary): non-hakmem allocators in first-seen order, then
+/// `hakmem` itself when variants were compared against it.
+fn peers(results: &[CellResult]) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    let mut v: Vec<String> = results
+        .iter()
+        .filter(|r| !r.allocator.starts_with("hakmem"))
+        .filter(|r| seen.insert(r.allocator.clone()))
+        .map(|r| r.allocator.clone())
+        .collect();
+    if results.iter().any(|r| r.ratio_vs.contains_key("hakmem")) {
+        v.push("hakmem".into());
+    }
+    v
+}
+
+fn ratio_text(r: &CellResult) -> String {
+    r.ratio_vs
+        .iter()
+        .map(|(p, x)| format!("{} vs {p}", fmt_ratio(*x)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The Markdown report: configuration record first, then one table per workload, a
+/// summary of hakmem's ratios, and the optional ablation / instruction sections.
+pub fn render_markdown(rec: &Record) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# hakmem allocator comparison\n");
+    let _ = writeln!(out, "## Configuration record\n");
+    for (k, v) in &rec.config {
+        render_value(&mut out, k, v, 0);
+    }
+    if !rec.skipped.is_empty() {
+        let _ = writeln!(out, "\n**Skipped:**\n");
+        for s in &rec.skipped {
+            let _ = writeln!(out, "- {s}");
+        }
+    }
+
+    let _ = writeln!(out, "\n## Results\n");
+    let _ = writeln!(
+        out,
+        "Median of the runs; min–max in the next column. Peak RSS is the median \
+         `ru_maxrss`, faults the median minor+major page faults. Ratios are hakmem \
+         against each peer, computed run by run (run i with run i) and then the median, \
+         oriented so that > 1 means hakmem is better.\n"
+    );
+    for w in workloads(&rec.results) {
+        let rows: Vec<&CellResult> = rec.results.iter().filter(|r| r.workload == w).collect();
+        let first = rows[0];
+        let _ = writeln!(
+            out,
+            "### {w}\n\nmetric `{}` ({}), threads {}, args `{}`\n",
+            first.metric,
+            if first.higher_is_better {
+                "higher is better"
+            } else {
+                "lower is better"
+            },
+            first.threads,
+            first.args.join(" ")
+        );
+        let _ = writeln!(
+            out,
+            "| allocator | median | min–max | peak RSS MiB | faults | CPU s | ratio | served |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---|---|");
+        for r in rows {
+            let served = match r.served_by_hakmem {
+                Some(true) => "yes",
+                Some(false) => "**NO**",
+                None => "",
+            };
+            let minmax = match (r.min, r.max) {
+                (Some(a), Some(b)) => format!("{}–{}", fmt_num(a), fmt_num(b)),
+                _ => "–".into(),
+            };
+            let mut name = escape_cell(&r.allocator);
+            if !r.ok() {
+                name.push_str(" ⚠");
+            }
+            let _ = writeln!(
+                out,
+                "| {name} | {} | {minmax} | {} | {} | {} | {} | {served} |",
+                opt(r.median, fmt_num),
+                opt(r.peak_rss_kb, fmt_mib),
+                opt(r.page_faults, fmt_num),
+                opt(r.cpu_s, |x| format!("{x:.2}")),
+                ratio_text(r),
+            );
+        }
+        for r in rec.results.iter().filter(|r| r.workload == w) {
+            for e in &r.errors {
+                let _ = writeln!(out, "\n- ⚠ {}: {}", r.allocator, escape_cell(e));
+            }
+        }
+        let _ = writeln!(out);
+    }
+
+    let peers = peers(&rec.results);
+    let hak_rows: Vec<&CellResult> = rec
+        .results
+        .iter()
+        .filter(|r| r.allocator.starts_with("hakmem"))
+        .collect();
+    if !hak_rows.is_empty() && !peers.is_empty() {
+        let _ = writeln!(
+            out,
+            "## Summary: hakmem ratio vs each allocator (> 1 = hakmem better)\n"
+        );
+        let _ = writeln!(out, "| workload | hakmem row | {} |", peers.join(" | "));
+        let _ = writeln!(out, "|---|---|{}", "---:|".repeat(peers.len()));
+        let mut per_peer: Vec<Vec<f64>> = vec![Vec::new(); peers.len()];
+        for r in &hak_rows {
+            let cells: Vec<String> = peers
+                .iter()
+                .enumerate()
+                .map(|(i, p)| match r.ratio_vs.get(p) {
+                    Some(x) => {
+                        if r.allocator == "hakmem" {
+                            per_peer[i].push(*x);
+                        }
+                        fmt_ratio(*x)
+                    }
+                    None => "–".into(),
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} |",
+                r.workload,
+                escape_cell(&r.allocator),
+                cells.join(" | ")
+            );
+        }
+        let g: Vec<String> = per_peer
+            .iter()
+            .map(|v| opt(geomean(v), fmt_ratio))
+            .collect();
+        let _ = writeln!(out, "| **geomean** | hakmem | {} |\n", g.join(" | "));
+    }
+
+    if !rec.ablation.is_empty() || !rec.ablation_absent_features.is_empty() {
+        let _ = writeln!(
+            out,
+            "## Ablation (hakmem, HAKMEM_MODE=minimal + one feature)\n"
+        );
+        if !rec.ablation_absent_features.is_empty() {
+            let _ = writeln!(
+                out,
+                "absent (the library does not announce them in `hakmem-features:`): {}\n",
+                rec.ablation_absent_features.join(", ")
+            );
+        }
+        if !rec.ablation.is_empty() {
+            let _ = writeln!(
+                out,
+                "| workload | config | median | vs minimal (> 1 better) | RSS vs minimal | served |"
+            );
+            let _ = writeln!(out, "|---|---|---:|---:|---:|---|");
+            for a in &rec.ablation {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} | {} |",
+                    a.workload,
+                    escape_cell(&a.config),
+                    opt(a.median, fmt_num),
+                    opt(a.ratio_vs_minimal, fmt_ratio),
+                    opt(a.rss_vs_minimal, fmt_ratio),
+                    match a.served_by_hakmem {
+                        Some(true) => "yes",
+                        Some(false) => "**NO**",
+                        None => "",
+                    }
+                );
+            }
+            let _ = writeln!(out);
+        }
+    }
+
+    if !rec.instructions.is_empty() {
+        let _ = writeln!(
+            out,
+            "## Instructions per malloc(32)+free pair (callgrind, (Ir(N) − Ir(0)) / N)\n"
+        );
+        let _ = writeln!(out, "| allocator | instructions/pair | Ir(N) | Ir(0) | N |");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+        for i in &rec.instructions {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                i.allocator,
+                opt(i.instructions_per_pair, |x| format!("{x:.1}")),
+                i.ir_n.map(|x| x.to_string()).unwrap_or_else(|| "–".into()),
+                i.ir_zero
+                    .map(|x| x.to_string())
+                    .unwrap_or_else(|| "–".into()),
+                i.n,
+            );
+            if let Some(e) = &i.error {
+                let _ = writeln!(out, "\n- ⚠ {}: {}\n", i.allocator, escape_cell(e));
+            }
+        }
+        let _ = writeln!(out);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{CellRaw, RunSample, finalize};
+    use serde_json::json;
+
+    fn sample_record() -> Record {
+        let mk = |a: &str, vals: &[f64]| CellRaw {
+            workload: "larson-t1".into(),
+            allocator: a.into(),
+            is_hakmem: a.starts_with("hakmem"),
+            threads: 1,
+            metric: "ops_per_sec".into(),
+            higher_is_better: true,
+            args: vec!["larson".into(), "--threads".into(), "1".into()],
+            runs: vals
+                .iter()
+                .map(|v| RunSample {
+                    value: Some(*v),
+                    peak_rss_kb: Some(2048.0),
+                    page_faults: Some(10.0),
+                    cpu_s: Some(0.5),
+                    served_by_hakmem: a.starts_with("hakmem").then_some(true),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let results = finalize(&[
+            mk("glibc", &[1e6, 2e6]),
+            mk("hakmem", &[3e6, 4e6]),
+            mk("mimalloc", &[3e6, 2e6]),
+        ]);
+        let mut config = Map::new();
+        config.insert("commit".into(), json!("abc123"));
+        config.insert("dirty".into(), json!(true));
+        config.insert(
+            "build".into(),
+            json!({"rustc": "rustc 1.95.0\nhost: x86_64"}),
+        );
+        Record {
+            config,
+            results,
+            ablation: vec![],
+            ablation_absent_features: vec!["HAKMEM_ELO".into()],
+            instructions: vec![],
+            skipped: vec!["skip: tcmalloc not installed".into()],
+        }
+    }
+
+    #[test]
+    fn markdown_has_config_first_then_tables() {
+        let md = render_markdown(&sample_record());
+        let cfg = md.find("## Configuration record").unwrap();
+        let commit = md.find("**commit**: `abc123`").unwrap();
+        let table = md.find("### larson-t1").unwrap();
+        let summary = md.find("## Summary").unwrap();
+        assert!(cfg < commit && commit < table && table < summary, "{md}");
+        // Per-workload table row for hakmem with its ratios (3/1, 4/2 -> 2.5; 1, 2 -> 1.5).
+        assert!(md.contains("2.50× vs glibc"), "{md}");
+        assert!(md.contains("1.50× vs mimalloc"), "{md}");
+        assert!(
+            md.contains("| larson-t1 | hakmem | 2.50× | 1.50× |"),
+            "{md}"
+        );
+        assert!(md.contains("skip: tcmalloc not installed"));
+        assert!(
+            md.contains("    ```\n    rustc 1.95.0\n    host: x86_64\n    ```"),
+            "{md}"
+        );
+        assert!(md.contains("HAKMEM_ELO"));
+        assert!(md.contains("| 2.0 |"), "RSS in MiB: {md}");
+    }
+
+    #[test]
+    fn json_record_has_required_top_level_keys() {
+        let v = serde_json::to_value(sample_record()).unwrap();
+        assert_eq!(v["commit"], "abc123");
+        let r = &v["results"][1];
+        for k in [
+            "workload",
+            "allocator",
+            "threads",
+            "metric",
+            "median",
+            "min",
+            "max",
+            "peak_rss_kb",
+            "page_faults",
+            "cpu_s",
+            "runs",
+            "ratio_vs",
+            "served_by_hakmem",
+        ] {
+            assert!(r.get(k).is_some(), "missing {k} in {r}");
+        }
+        assert_eq!(r["ratio_vs"]["glibc"], 2.5);
+        assert_eq!(v["results"][0]["served_by_hakmem"], Value::Null);
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(fmt_num(12_345_678.0), "12.35M");
+        assert_eq!(fmt_num(45_600.0), "45.6k");
+        assert_eq!(fmt_num(4_560.0), "4560");
+        assert_eq!(fmt_num(1.5), "1.50");
+        assert_eq!(fmt_num(0.01234), "0.0123");
+        assert_eq!(fmt_num(0.0), "0");
+        assert_eq!(fmt_ratio(1.0), "1.00×");
+    }
+}
