@@ -58,7 +58,7 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
 /// The header of a live block, or None for a pointer that is not one.
 fn header(p: *mut u8) -> Option<*mut Header> {
     let addr = p as usize;
-    if addr % PAGE != 0 || addr < PAGE || map::MAP.tag(addr - PAGE) != TAG_LARGE {
+    if !addr.is_multiple_of(PAGE) || addr < PAGE || map::MAP.tag(addr - PAGE) != TAG_LARGE {
         return None;
     }
     let h = (addr - PAGE) as *mut Header;

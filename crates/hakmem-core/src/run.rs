@@ -156,7 +156,7 @@ fn locate(p: *mut u8) -> Option<(*mut RunSegment, usize)> {
     let seg = (addr & !(CHUNK_SIZE - 1)) as *mut RunSegment;
     let i = (addr - seg as usize) / PAGE;
     // SAFETY: the owner map said this chunk is a run segment, so its header page is mapped.
-    let ok = addr % PAGE == 0 && i > 0 && unsafe { (*seg).magic } == MAGIC;
+    let ok = addr.is_multiple_of(PAGE) && i > 0 && unsafe { (*seg).magic } == MAGIC;
     ok.then_some((seg, i))
 }
 
