@@ -48,12 +48,17 @@ impl<const N: usize> ChunkMap<N> {
     }
 
     /// The tag of the chunk holding `addr`.
+    ///
+    /// The index is masked, not bounds-checked (three instructions fewer on every `free`): an
+    /// address at or above 2^47 aliases a lower chunk. hakmem never maps there (Linux hands such
+    /// addresses only to `mmap` calls that ask for them with a hint, and hakmem gives none), and
+    /// a foreign pointer up there that aliases a hakmem chunk still meets the tier's own checks
+    /// (the slab owner test, block bounds, header magic) before anything is written.
     #[inline(always)]
     pub fn tag(&self, addr: usize) -> Tag {
-        match self.tags.get(addr >> CHUNK_SHIFT) {
-            Some(t) => t.load(Ordering::Relaxed),
-            None => TAG_NONE,
-        }
+        const { assert!(N.is_power_of_two()) };
+        // SAFETY: the index is masked into range.
+        unsafe { self.tags.get_unchecked((addr >> CHUNK_SHIFT) & (N - 1)) }.load(Ordering::Relaxed)
     }
 
     /// Tags every chunk of `[base, base + len)`; `base` must be chunk-aligned. The release store
@@ -106,9 +111,9 @@ mod tests {
         assert_eq!(m.tag(base + CHUNK_SIZE + 5), TAG_LARGE);
         assert_eq!(m.tag(base + 2 * CHUNK_SIZE), TAG_NONE);
         assert_eq!(m.tag(base - 1), TAG_NONE);
+        // Addresses beyond the map alias masked chunks (see `tag`).
+        assert_eq!(m.tag(base + 64 * CHUNK_SIZE), TAG_LARGE);
         m.clear(base, CHUNK_SIZE + 1);
         assert_eq!(m.tag(base), TAG_NONE);
-        // Addresses beyond the map are never hakmem's.
-        assert_eq!(m.tag(usize::MAX), TAG_NONE);
     }
 }

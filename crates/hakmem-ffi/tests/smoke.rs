@@ -142,6 +142,14 @@ fn python_threads() {
 
 fn git(dir: &Path, home: &Path, args: &[&str]) -> Command {
     let mut c = plain("git");
+    for v in [
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_INDEX_FILE",
+        "GIT_OBJECT_DIRECTORY",
+    ] {
+        c.env_remove(v);
+    }
     c.current_dir(dir)
         .env("HOME", home)
         .env("GIT_CONFIG_NOSYSTEM", "1")

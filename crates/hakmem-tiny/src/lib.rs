@@ -66,9 +66,16 @@ mod api {
         }
     }
 
-    /// Allocates `size` bytes aligned to `align` (a power of two ≤ 1024, `size <= 1024`), from
-    /// a class whose block size is a multiple of `align`.
+    /// The largest alignment Tiny can give beyond `malloc`'s own: block offsets within a slab
+    /// are 128 (the header) plus multiples of the class size.
+    pub const MAX_ALIGN: usize = crate::slab::SLAB_HEADER;
+
+    /// Allocates `size` bytes aligned to `align` (a power of two ≤ [`MAX_ALIGN`],
+    /// `size <= 1024`), from a class whose block size is a multiple of `align`.
     pub fn alloc_aligned(size: usize, align: usize) -> *mut u8 {
+        if align > MAX_ALIGN {
+            return core::ptr::null_mut();
+        }
         match tiny_class_aligned(size, align) {
             Some(c) => alloc(TINY_CLASSES[c] as usize),
             None => core::ptr::null_mut(),
@@ -117,7 +124,7 @@ mod api {
     impl Tier for TinyTier {
         const TAG: Tag = TAG_TINY;
         fn alloc(&self, size: usize, align: usize) -> *mut u8 {
-            if size > TINY_MAX || align > TINY_MAX {
+            if size > TINY_MAX || align > MAX_ALIGN {
                 core::ptr::null_mut()
             } else if align <= 8 || (align <= 16 && size > 8) {
                 alloc(size)

@@ -1,14 +1,15 @@
 //! Tiny segments and the shared slab pool.
 //!
-//! A Tiny segment is one 4 MiB chunk: slab 0 holds the [`TinySegment`] header (the metadata of
-//! all 64 slabs), slabs 1..64 hold blocks. `free(p)` reaches the metadata of `p`'s slab with a
-//! mask and a shift, no search.
+//! A Tiny segment is one 4 MiB chunk cut into 64 slabs of 64 KiB, each with its metadata in its
+//! first 128 bytes: `free(p)` reaches the metadata of `p`'s slab by clearing the low 16 bits of
+//! `p`, one instruction, no search.
 //!
 //! The pool (one lock, taken about once per 64 KiB of allocation, never per block) keeps unused
-//! slabs and, per class, the slabs abandoned by threads that exited with live blocks in them,
+//! slabs, the never-used rest of the newest segment (handed out in address order, untouched until
+//! then), and, per class, the slabs abandoned by threads that exited with live blocks in them,
 //! which the next thread needing that class adopts.
 
-use crate::slab::{SLAB_SHIFT, SLAB_SIZE, Slab};
+use crate::slab::{SLAB_SIZE, Slab};
 use core::ptr;
 use hakmem_core::class::TINY_CLASS_COUNT;
 use hakmem_core::map::{CHUNK_SIZE, TAG_TINY};
@@ -16,26 +17,14 @@ use hakmem_core::segment::{OS_PAGES, PageSource};
 use hakmem_core::stats;
 use hakmem_core::sync::{Mutex, Ordering, RawLock};
 
-/// Slabs per segment (slab 0 is the header).
-pub const SLABS: usize = CHUNK_SIZE / SLAB_SIZE;
-
-/// The header of a Tiny segment, at its base.
-#[repr(C)]
-pub struct TinySegment {
-    slabs: [Slab; SLABS],
-}
-
-const _: () = assert!(core::mem::size_of::<TinySegment>() <= SLAB_SIZE);
-
 /// The metadata of the slab holding `p`, which must lie in a Tiny segment.
 #[inline(always)]
 pub fn slab_of(p: *mut u8) -> &'static Slab {
-    let addr = p as usize;
-    let seg = (addr & !(CHUNK_SIZE - 1)) as *const TinySegment;
-    let i = (addr >> SLAB_SHIFT) & (SLABS - 1);
-    // SAFETY: the owner map tagged the chunk Tiny, so its header is mapped and initialised,
-    // and segments are never unmapped while they hold slabs in use.
-    unsafe { &*ptr::addr_of!((*seg).slabs).cast::<Slab>().add(i) }
+    let s = (p as usize & !(SLAB_SIZE - 1)) as *const Slab;
+    // SAFETY: the owner map tagged the chunk Tiny, so the slab is mapped; its header was written
+    // before any block of it was handed out (a never-used slab reads as zeros: capacity 0, no
+    // owner). Segments are never unmapped while they hold slabs in use.
+    unsafe { &*s }
 }
 
 struct Pool {
@@ -43,6 +32,9 @@ struct Pool {
     free: *mut Slab,
     /// Abandoned slabs per class, linked through `next`.
     abandoned: [*mut Slab; TINY_CLASS_COUNT],
+    /// The never-used slabs of the newest segment: `[fresh, fresh_end)`.
+    fresh: usize,
+    fresh_end: usize,
 }
 
 // SAFETY: the lists are only touched under the pool mutex.
@@ -51,6 +43,8 @@ unsafe impl Send for Pool {}
 static POOL: Mutex<Pool> = Mutex::new(Pool {
     free: ptr::null_mut(),
     abandoned: [ptr::null_mut(); TINY_CLASS_COUNT],
+    fresh: 0,
+    fresh_end: 0,
 });
 
 /// The pool lock (for `fork` handlers).
@@ -71,6 +65,22 @@ fn pop(list: &mut *mut Slab) -> Option<&'static Slab> {
     Some(s)
 }
 
+impl Pool {
+    /// The next never-used slab, its header written.
+    fn take_fresh(&mut self) -> Option<&'static Slab> {
+        if self.fresh == self.fresh_end {
+            return None;
+        }
+        let s = self.fresh as *mut Slab;
+        self.fresh += SLAB_SIZE;
+        // SAFETY: a never-used slab of a live segment, exclusively ours under the lock.
+        unsafe {
+            s.write(Slab::empty());
+            Some(&*s)
+        }
+    }
+}
+
 /// A slab for class `class`: an abandoned one with live blocks (adopted, its lists intact) or
 /// an unused one, mapping a new segment when none is left. The second value is true for an
 /// adopted slab. None when the OS refuses memory.
@@ -79,29 +89,22 @@ pub(crate) fn acquire(class: usize) -> Option<(&'static Slab, bool)> {
     if let Some(s) = pop(&mut pool.abandoned[class]) {
         return Some((s, true));
     }
-    if let Some(s) = pop(&mut pool.free) {
+    if let Some(s) = pop(&mut pool.free).or_else(|| pool.take_fresh()) {
         return Some((s, false));
     }
     drop(pool);
-    let base = OS_PAGES.reserve(CHUNK_SIZE, CHUNK_SIZE, TAG_TINY);
-    if base.is_null() {
+    let base = OS_PAGES.reserve(CHUNK_SIZE, CHUNK_SIZE, TAG_TINY) as usize;
+    if base == 0 {
         return None;
     }
-    let seg = base.cast::<TinySegment>();
-    // SAFETY: a fresh zeroed segment; slab headers are initialised before anyone sees them.
-    let slabs = unsafe {
-        let slabs = ptr::addr_of_mut!((*seg).slabs).cast::<Slab>();
-        for i in 0..SLABS {
-            slabs.add(i).write(Slab::empty());
-            (*slabs.add(i)).start.set(base.add(i * SLAB_SIZE));
-        }
-        core::slice::from_raw_parts(slabs, SLABS)
-    };
     let mut pool = POOL.lock();
-    for s in &slabs[2..] {
+    // Another thread may have installed a segment meanwhile: keep its rest on the free list.
+    while let Some(s) = pool.take_fresh() {
         push(&mut pool.free, s);
     }
-    Some((&slabs[1], false))
+    pool.fresh = base;
+    pool.fresh_end = base + CHUNK_SIZE;
+    pool.take_fresh().map(|s| (s, false))
 }
 
 /// Returns a slab with no live blocks to the pool.

@@ -1,4 +1,5 @@
-//! A slab: 64 KiB of blocks of one size class, with three free lists (mimalloc's free-list
+//! A slab: 64 KiB of blocks of one size class, its metadata in its first 128 bytes (so the
+//! metadata of `p`'s slab is `p` with the low 16 bits cleared), with three free lists (mimalloc's free-list
 //! sharding): `free` (allocation pops here), `local_free` (the owner's frees), and the atomic
 //! remote list (other threads' frees). Allocation only falls to the slow path when `free` runs
 //! dry; the slow path then collects the other two lists in one go.
@@ -23,7 +24,12 @@ pub const FULL: usize = 1;
 /// Blocks are carved from fresh memory this many bytes at a time (at least one block).
 const CARVE_BYTES: usize = 8 << 10;
 
-/// The metadata of one slab (kept in the segment header, never in the slab's own memory).
+/// Bytes at the start of each slab taken by its [`Slab`] header; blocks follow, so they are
+/// aligned to 128 bytes at most beyond their class size's own alignment.
+pub const SLAB_HEADER: usize = core::mem::size_of::<Slab>();
+
+/// The metadata of one slab, at the slab's start. It fills whole cache lines, so the owner's
+/// list updates and other threads' remote pushes never share a line with blocks.
 #[repr(C, align(128))]
 pub struct Slab {
     pub(crate) free: Cell<*mut Block>,
@@ -32,7 +38,6 @@ pub struct Slab {
     pub(crate) owner: AtomicUsize,
     pub(crate) local_free: Cell<*mut Block>,
     pub(crate) remote: RemoteList,
-    pub(crate) start: Cell<*mut u8>,
     pub(crate) capacity: Cell<u32>,
     pub(crate) carved: Cell<u32>,
     pub(crate) class: Cell<u8>,
@@ -56,7 +61,6 @@ impl Slab {
             owner: AtomicUsize::new(0),
             local_free: Cell::new(ptr::null_mut()),
             remote: RemoteList::new(),
-            start: Cell::new(ptr::null_mut()),
             capacity: Cell::new(0),
             carved: Cell::new(0),
             class: Cell::new(0),
@@ -75,9 +79,16 @@ impl Slab {
         self.carved.set(0);
         self.class.set(class as u8);
         self.block_size.set(block_size as u32);
-        self.capacity.set((SLAB_SIZE / block_size) as u32);
+        self.capacity
+            .set(((SLAB_SIZE - SLAB_HEADER) / block_size) as u32);
         self.heap_id.set(heap_id);
         self.owner.store(tid, Ordering::Relaxed);
+    }
+
+    /// The first block's address.
+    #[inline]
+    pub(crate) fn start(&self) -> *mut u8 {
+        (self as *const Slab as *mut u8).wrapping_add(SLAB_HEADER)
     }
 
     /// Moves the local and remote frees onto `free` (owner only).
@@ -115,7 +126,7 @@ impl Slab {
         let n = ((CARVE_BYTES / bs) as u32).clamp(1, cap - carved);
         // SAFETY: blocks carved..carved+n lie inside this slab's 64 KiB and are unused.
         unsafe {
-            let first = self.start.get().add(carved as usize * bs);
+            let first = self.start().add(carved as usize * bs);
             let mut b = first;
             for _ in 1..n {
                 let next = b.add(bs);
@@ -132,7 +143,7 @@ impl Slab {
 
     /// Whether `p` is the start of a block of this (formatted) slab.
     pub(crate) fn holds_block(&self, p: *mut u8) -> bool {
-        let (start, bs) = (self.start.get() as usize, self.block_size.get() as usize);
+        let (start, bs) = (self.start() as usize, self.block_size.get() as usize);
         let off = (p as usize).wrapping_sub(start);
         bs != 0 && off < self.carved.get() as usize * bs && off.is_multiple_of(bs)
     }

@@ -62,7 +62,7 @@ pub fn alloc_aligned(size: usize, align: usize) -> *mut u8 {
     debug_assert!(align.is_power_of_two());
     if align <= natural_align(size) {
         malloc(size)
-    } else if size <= TINY_MAX && align <= TINY_MAX {
+    } else if size <= TINY_MAX && align <= hakmem_tiny::MAX_ALIGN {
         hakmem_tiny::alloc_aligned(size, align)
     } else {
         alloc_big(size, align)
