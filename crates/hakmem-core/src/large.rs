@@ -99,8 +99,9 @@ pub unsafe fn usable_size(p: *mut u8) -> usize {
     }
 }
 
-/// Resizes a live block to at least `new` bytes without copying: in place when the reservation
-/// (or the address space after it) has room, else by moving its pages with `mremap`. Returns
+/// Resizes a live block to at least `new` bytes without copying: shrinking unmaps the chunks
+/// past the new end; growing stays in place when the reservation (or the address space after it)
+/// has room, else moves the pages with `mremap`. Returns
 /// the block's (possibly new) address, or null when the OS refuses; the old block then stays
 /// valid.
 ///
@@ -117,7 +118,15 @@ pub unsafe fn resize(p: *mut u8, new: usize) -> *mut u8 {
         let Some((_, new_len)) = reservation(new, head) else {
             return ptr::null_mut();
         };
-        if new_len <= len {
+        if new_len < len {
+            // Shrink: give the whole chunks past the new end back.
+            map::MAP.clear(base as usize + new_len, len - new_len);
+            stats::OS_MAPPED.sub((len - new_len) as u64);
+            os::unmap(base.add(new_len), len - new_len);
+            (*h).len = new_len;
+            return p;
+        }
+        if new_len == len {
             return p;
         }
         if os::grow_in_place(base, len, new_len) {
@@ -167,7 +176,16 @@ mod tests {
             assert!(usable_size(q) >= 40 << 20);
             assert_eq!((*q, *q.add((3 << 20) - 1)), (7, 9));
             q.add((40 << 20) - 1).write(1);
-            free(q);
+            let r = resize(q, 5 << 20);
+            assert_eq!(r, q, "shrinking stays in place");
+            assert_eq!(
+                usable_size(r),
+                (8 << 20) - PAGE,
+                "the chunks past 5 MiB went back"
+            );
+            assert_eq!(map::MAP.tag(r as usize + (9 << 20)), map::TAG_NONE);
+            assert_eq!((*r, *r.add((3 << 20) - 1)), (7, 9));
+            free(r);
             assert_eq!(map::MAP.tag(q as usize), map::TAG_NONE);
         }
     }
