@@ -5,6 +5,9 @@
 //! whole chunks (address space only: untouched pages cost no memory). So a block can grow in
 //! place up to its chunk end for free, and further with `mremap`, which moves pages without
 //! copying them.
+//!
+//! A [`MappingCache`] (the BigCache, crate `hakmem-bigcache`) may keep freed mappings for
+//! reuse: [`alloc_in`] asks it first, [`free_in`] offers it the mapping before unmapping.
 
 use crate::map::{self, CHUNK_SIZE, TAG_LARGE};
 use crate::os::{self, PAGE};
@@ -30,18 +33,53 @@ fn reservation(size: usize, align: usize) -> Option<(usize, usize)> {
     (len <= isize::MAX as usize).then_some((head, len))
 }
 
+/// A cache of whole freed mappings, consulted by the large path (implemented by the BigCache).
+///
+/// Mappings are chunk-aligned, a whole number of chunks long, and stay tagged
+/// [`TAG_LARGE`] in the owner map while cached. Their contents are stale, not zero.
+pub trait MappingCache: Sync {
+    /// Takes a cached mapping of exactly `len` bytes whose base is aligned to `align` (a power
+    /// of two ≥ [`CHUNK_SIZE`]), if there is one. It is the caller's from then on.
+    fn take(&self, len: usize, align: usize) -> Option<*mut u8>;
+    /// Offers the mapping `[base, base + len)` for reuse. True: the cache keeps it (and releases
+    /// it itself one day, through [`OS_PAGES`]); false: the caller must release it.
+    fn put(&self, base: *mut u8, len: usize) -> bool;
+}
+
+/// No cache: every free unmaps.
+pub struct NoCache;
+
+impl MappingCache for NoCache {
+    fn take(&self, _len: usize, _align: usize) -> Option<*mut u8> {
+        None
+    }
+    fn put(&self, _base: *mut u8, _len: usize) -> bool {
+        false
+    }
+}
+
 /// Allocates `size` bytes aligned to `align` (a power of two) in a mapping of its own.
 /// Null, with `errno` ENOMEM, when the size is impossible or the OS refuses.
 pub fn alloc(size: usize, align: usize) -> *mut u8 {
+    alloc_in(&NoCache, size, align).0
+}
+
+/// Like [`alloc`], taking a mapping from `cache` when it has one. The flag is true when the
+/// memory is fresh from the OS (hence zero), false when it came from the cache.
+pub fn alloc_in(cache: &impl MappingCache, size: usize, align: usize) -> (*mut u8, bool) {
     let Some((head, len)) = reservation(size, align) else {
         os::set_errno(libc::ENOMEM);
-        return ptr::null_mut();
+        return (ptr::null_mut(), false);
     };
-    let base = OS_PAGES.reserve(len, align.max(CHUNK_SIZE), TAG_LARGE);
+    let seg_align = align.max(CHUNK_SIZE);
+    let (base, fresh) = match cache.take(len, seg_align) {
+        Some(b) => (b, false),
+        None => (OS_PAGES.reserve(len, seg_align, TAG_LARGE), true),
+    };
     if base.is_null() {
-        return base;
+        return (base, false);
     }
-    // SAFETY: `head < len`; the header page lies inside the fresh reservation.
+    // SAFETY: `head < len`; the header page lies inside the reservation, which is ours.
     unsafe {
         let p = base.add(head);
         p.sub(PAGE).cast::<Header>().write(Header {
@@ -51,7 +89,7 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
             len,
         });
         stats::LARGE_ALLOCS.add(1);
-        p
+        (p, fresh)
     }
 }
 

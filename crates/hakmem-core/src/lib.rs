@@ -4,8 +4,9 @@
 //! which tier owns each 4 MiB chunk in the address → owner map ([`map`]), defines the Tiny size
 //! classes ([`class`]), reads the configuration ([`config`]), keeps the counters ([`stats`]),
 //! and serves every size above Tiny until the pools exist: page runs up to 1 MiB ([`run`]) and
-//! direct mappings above ([`large`]). Tiers plug in through [`tier::Tier`] and
-//! [`segment::PageSource`].
+//! direct mappings above ([`large`]). The slab engine ([`slab`]) is the machinery of the
+//! Tiny tier and the pools: per-thread heaps of aligned slabs with lock-free remote frees, each
+//! tier a [`slab::Geometry`]. Tiers plug in through [`tier::Tier`] and [`segment::PageSource`].
 //!
 //! Invariants:
 //! - Every mapping hakmem makes starts on a chunk boundary and its chunks carry one owner tag,
@@ -32,6 +33,7 @@ pub mod os;
 pub mod run;
 #[cfg(not(loom))]
 pub mod segment;
+pub mod slab;
 pub mod stats;
 pub mod sync;
 #[cfg(not(loom))]

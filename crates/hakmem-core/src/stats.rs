@@ -28,12 +28,30 @@ impl Counter {
     }
 }
 
-/// Tiny blocks carved from fresh slab memory.
-pub static TINY_CARVED: Counter = Counter::new();
-/// Tiny slabs taken by thread heaps (fresh or reclaimed).
-pub static TINY_SLABS: Counter = Counter::new();
-/// Tiny blocks freed by a thread other than the owner, as collected by owners.
-pub static TINY_REMOTE: Counter = Counter::new();
+/// The counters of one slab tier.
+pub struct TierCounters {
+    /// Blocks carved from fresh slab memory.
+    pub carved: Counter,
+    /// Slabs taken by thread heaps (fresh, reused or adopted).
+    pub slabs: Counter,
+    /// Blocks freed by a thread other than the owner, as collected by owners.
+    pub remote: Counter,
+}
+
+impl TierCounters {
+    const fn new() -> Self {
+        TierCounters {
+            carved: Counter::new(),
+            slabs: Counter::new(),
+            remote: Counter::new(),
+        }
+    }
+}
+
+/// The Tiny tier's counters.
+pub static TINY: TierCounters = TierCounters::new();
+/// The pools' counters (L2 and L2.5 together).
+pub static POOL: TierCounters = TierCounters::new();
 /// Page-run allocations (sizes above Tiny up to the run limit).
 pub static RUN_ALLOCS: Counter = Counter::new();
 /// Page-run frees.
@@ -50,12 +68,18 @@ pub static OS_SEGMENTS: Counter = Counter::new();
 /// A copy of every counter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// See [`TINY_CARVED`].
+    /// Tiny blocks carved (see [`TierCounters`]).
     pub tiny_carved: u64,
-    /// See [`TINY_SLABS`].
+    /// Tiny slabs taken.
     pub tiny_slabs: u64,
-    /// See [`TINY_REMOTE`].
+    /// Tiny remote frees collected.
     pub tiny_remote: u64,
+    /// Pool blocks carved.
+    pub pool_carved: u64,
+    /// Pool slabs taken.
+    pub pool_slabs: u64,
+    /// Pool remote frees collected.
+    pub pool_remote: u64,
     /// See [`RUN_ALLOCS`].
     pub run_allocs: u64,
     /// See [`RUN_FREES`].
@@ -73,9 +97,12 @@ pub struct Stats {
 /// Reads every counter.
 pub fn snapshot() -> Stats {
     Stats {
-        tiny_carved: TINY_CARVED.get(),
-        tiny_slabs: TINY_SLABS.get(),
-        tiny_remote: TINY_REMOTE.get(),
+        tiny_carved: TINY.carved.get(),
+        tiny_slabs: TINY.slabs.get(),
+        tiny_remote: TINY.remote.get(),
+        pool_carved: POOL.carved.get(),
+        pool_slabs: POOL.slabs.get(),
+        pool_remote: POOL.remote.get(),
         run_allocs: RUN_ALLOCS.get(),
         run_frees: RUN_FREES.get(),
         large_allocs: LARGE_ALLOCS.get(),
@@ -90,11 +117,15 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "hakmem-stats: tiny.carved={} tiny.slabs={} tiny.remote={} run.allocs={} run.frees={} \
-             large.allocs={} large.frees={} os.mapped={} os.segments={}",
+            "hakmem-stats: tiny.carved={} tiny.slabs={} tiny.remote={} pool.carved={} pool.slabs={} \
+             pool.remote={} run.allocs={} run.frees={} large.allocs={} large.frees={} os.mapped={} \
+             os.segments={}",
             self.tiny_carved,
             self.tiny_slabs,
             self.tiny_remote,
+            self.pool_carved,
+            self.pool_slabs,
+            self.pool_remote,
             self.run_allocs,
             self.run_frees,
             self.large_allocs,
@@ -135,7 +166,7 @@ mod tests {
                 (k, v.parse().unwrap())
             })
             .collect();
-        assert_eq!(kv.len(), 9);
+        assert_eq!(kv.len(), 12);
         assert!(kv.contains(&("tiny.carved", 7)));
         assert!(kv.contains(&("os.segments", 2)));
     }

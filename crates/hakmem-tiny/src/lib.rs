@@ -1,31 +1,23 @@
 //! # hakmem-tiny: blocks of 1..=1024 bytes from per-thread slabs
 //!
-//! Role: the Tiny tier. Each thread has a [`heap::Heap`] in thread-local storage; each size
-//! class is served by 64 KiB slabs owned by one thread. `malloc` is a pop from the current
-//! slab's free list, a local `free` is a push onto the slab's local list; a `free` from another
-//! thread is one CAS onto the slab's remote list, collected by the owner in a batch when its
-//! free list runs dry. There is no lock on either fast path; the shared slab pool is locked
-//! about once per 64 KiB of allocation.
+//! Role: the Tiny tier, an instance of the slab engine (`hakmem_core::slab`) with 64 KiB slabs
+//! in 4 MiB segments, 21 size classes (`hakmem_core::class`) and a direct table indexed by word
+//! size. `malloc` is a pop from the current slab's free list, a local `free` is a push onto the
+//! slab's local list; a `free` from another thread is one CAS onto the slab's remote list,
+//! collected by the owner in a batch when its free list runs dry. There is no lock on either
+//! fast path; the shared slab pool is locked about once per 64 KiB of allocation.
 //!
 //! Invariants:
 //! - A block belongs to exactly one list at a time: a slab's `free`, `local_free` or remote
-//!   list, or the program. `used` counts the blocks outside the first two lists.
+//!   list, or the program. `used` counts the blocks outside the first two lists (plus one for
+//!   the pinned current slab of each class).
 //! - Only the owning thread touches a slab's non-atomic fields; `owner == thread_id()` is the
-//!   test for a local free (see [`slab`]).
-//! - Thread-local state is `const`-initialised and has no destructor: first touch allocates
-//!   nothing, and thread exit goes through a `pthread` key destructor ([`heap`]).
+//!   test for a local free.
+//! - The thread heap is `const`-initialised TLS with no destructor ([`tls`]): first touch
+//!   allocates nothing, and thread exit goes through a `pthread` key destructor.
 //! - A segment is never unmapped while any of its slabs is in use.
-//! - `std` is linked only for `thread_local!` (const-initialised, no destructor: a plain TLS
-//!   slot); nothing here allocates.
 #![warn(missing_docs)]
 
-#[cfg(not(loom))]
-pub mod heap;
-pub mod remote;
-#[cfg(not(loom))]
-pub mod segment;
-#[cfg(not(loom))]
-pub mod slab;
 #[cfg(not(loom))]
 pub mod tls;
 
@@ -34,41 +26,60 @@ pub use api::*;
 
 #[cfg(not(loom))]
 mod api {
-    use crate::heap::free_slow;
-    use crate::segment::slab_of;
-    use hakmem_core::class::{TINY_CLASSES, TINY_MAX, tiny_class_aligned, wsize};
-    use hakmem_core::map::{TAG_TINY, Tag};
-    use hakmem_core::os::thread_id;
-    use hakmem_core::sync::Ordering;
+    use crate::tls::heap;
+    use hakmem_core::class::{
+        TINY_CLASS_COUNT, TINY_CLASSES, TINY_MAX, TINY_WSIZES, tiny_class, tiny_class_aligned,
+        wsize, wsize_range,
+    };
+    use hakmem_core::map::{CHUNK_SIZE, TAG_TINY, Tag};
+    use hakmem_core::slab::Geometry;
+    use hakmem_core::slab::heap::{self as engine, Heap};
+    use hakmem_core::slab::pool::SlabPool;
+    use hakmem_core::slab::slab::SLAB_HEADER;
+    use hakmem_core::stats::{self, TierCounters};
     use hakmem_core::tier::Tier;
 
     pub use hakmem_core::class::TINY_MAX as MAX_SIZE;
 
-    use crate::tls::heap;
+    /// The Tiny tier's shape: 64 KiB slabs, a direct entry per word size.
+    pub struct TinyGeometry;
+
+    static POOL: SlabPool = SlabPool::new();
+
+    impl Geometry for TinyGeometry {
+        const SLAB_SHIFT: usize = 16;
+        const SEGMENT: usize = CHUNK_SIZE;
+        const TAG: Tag = TAG_TINY;
+        const CLASSES: &'static [u32] = &TINY_CLASSES;
+        const EMPTY_CACHE: u32 = 4;
+        fn class_of(size: usize) -> usize {
+            tiny_class(size)
+        }
+        fn direct_range(class: usize) -> (usize, usize) {
+            wsize_range(class)
+        }
+        fn pool() -> &'static SlabPool {
+            &POOL
+        }
+        fn counters() -> &'static TierCounters {
+            &stats::TINY
+        }
+    }
+
+    /// A thread's Tiny heap.
+    pub type TinyHeap = Heap<TinyGeometry, TINY_WSIZES, TINY_CLASS_COUNT>;
 
     /// Allocates `size` bytes (`size <= 1024`; 0 gives a unique 8-byte block). Blocks of 16
-    /// bytes or more are 16-byte aligned. Null only when the OS refuses memory.
+    /// bytes or more are 16-byte aligned. Null (errno ENOMEM) only when the OS refuses memory.
     #[inline(always)]
     pub fn alloc(size: usize) -> *mut u8 {
         debug_assert!(size <= TINY_MAX);
-        let heap = heap();
-        // SAFETY: wsize(size) < TINY_WSIZES; direct entries point at live slabs or EMPTY, and
-        // only this thread touches its slabs' free lists.
-        unsafe {
-            let s = &*heap.direct.get_unchecked(wsize(size)).get();
-            let b = s.free.get();
-            if b.is_null() {
-                return heap.alloc_slow(size);
-            }
-            s.free.set((*b).next);
-            s.used.set(s.used.get() + 1);
-            b.cast()
-        }
+        heap().alloc(wsize(size), size)
     }
 
     /// The largest alignment Tiny can give beyond `malloc`'s own: block offsets within a slab
     /// are 128 (the header) plus multiples of the class size.
-    pub const MAX_ALIGN: usize = crate::slab::SLAB_HEADER;
+    pub const MAX_ALIGN: usize = SLAB_HEADER;
 
     /// Allocates `size` bytes aligned to `align` (a power of two ≤ [`MAX_ALIGN`],
     /// `size <= 1024`), from a class whose block size is a multiple of `align`.
@@ -88,21 +99,8 @@ mod api {
     /// `p` must lie in a chunk the owner map tags [`TAG_TINY`] and be a live block.
     #[inline(always)]
     pub unsafe fn free(p: *mut u8) {
-        let s = slab_of(p);
-        if s.owner.load(Ordering::Relaxed) == thread_id() {
-            let b = p.cast::<crate::remote::Block>();
-            // SAFETY: the block is dead and its slab is ours: only this thread uses its lists.
-            unsafe { (*b).next = s.local_free.get() };
-            s.local_free.set(b);
-            let used = s.used.get() - 1;
-            s.used.set(used);
-            if used == 0 {
-                // Never the current slab of its class (pinned: see `heap`).
-                heap().slab_emptied(s);
-            }
-        } else {
-            free_slow(heap(), s, p);
-        }
+        // SAFETY: forwarded contract.
+        unsafe { engine::free::<TinyGeometry, TINY_WSIZES, TINY_CLASS_COUNT>(p, heap) }
     }
 
     /// The block size of a live Tiny block (0 for a pointer that is not one).
@@ -110,12 +108,7 @@ mod api {
     /// # Safety
     /// `p` must lie in a chunk the owner map tags [`TAG_TINY`].
     pub unsafe fn usable_size(p: *mut u8) -> usize {
-        let s = slab_of(p);
-        if s.holds_block(p) {
-            s.block_size.get() as usize
-        } else {
-            0
-        }
+        engine::usable_size::<TinyGeometry>(p)
     }
 
     /// The Tiny tier as a [`Tier`].
@@ -142,8 +135,8 @@ mod api {
         }
     }
 
-    /// The locks `fork` must hold (taken in this order by the `prepare` handler).
+    /// The locks `fork` must hold.
     pub fn fork_locks() -> [&'static hakmem_core::sync::RawLock; 1] {
-        [crate::segment::lock()]
+        [POOL.lock()]
     }
 }

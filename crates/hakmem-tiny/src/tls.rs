@@ -11,11 +11,11 @@
 //! The heap's initial image: every direct entry points at [`EMPTY`], every other byte is zero
 //! (checked against [`Heap::new`] by a test).
 
-#[cfg(target_arch = "x86_64")]
-use crate::heap::EMPTY;
-use crate::heap::Heap;
+use crate::TinyHeap as Heap;
 #[cfg(target_arch = "x86_64")]
 use hakmem_core::class::TINY_WSIZES;
+#[cfg(target_arch = "x86_64")]
+use hakmem_core::slab::heap::EMPTY;
 
 #[cfg(target_arch = "x86_64")]
 core::arch::global_asm!(
@@ -86,7 +86,7 @@ mod tests {
         })
         .join()
         .unwrap();
-        let empty = (&EMPTY as *const crate::slab::Slab as usize).to_ne_bytes();
+        let empty = (&EMPTY as *const hakmem_core::slab::slab::Slab as usize).to_ne_bytes();
         for (i, chunk) in bytes[..TINY_WSIZES * 8].chunks(8).enumerate() {
             assert_eq!(chunk, empty, "direct[{i}]");
         }

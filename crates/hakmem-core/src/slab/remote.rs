@@ -2,8 +2,8 @@
 //! (one CAS each), which the owner takes whole with one swap. Taking everything at once means
 //! the pop side has no ABA problem.
 
+use crate::sync::{AtomicPtr, Ordering};
 use core::ptr;
-use hakmem_core::sync::{AtomicPtr, Ordering};
 
 /// A free block: its first word links it into a list.
 #[repr(C)]

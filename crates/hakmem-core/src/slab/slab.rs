@@ -1,5 +1,5 @@
-//! A slab: 64 KiB of blocks of one size class, its metadata in its first 128 bytes (so the
-//! metadata of `p`'s slab is `p` with the low 16 bits cleared), with three free lists (mimalloc's free-list
+//! A slab: an aligned run of blocks of one size class, its metadata in its first 128 bytes (so
+//! the metadata of `p`'s slab is `p` with the low bits cleared), with three free lists (mimalloc's free-list
 //! sharding): `free` (allocation pops here), `local_free` (the owner's frees), and the atomic
 //! remote list (other threads' frees). Allocation only falls to the slow path when `free` runs
 //! dry; the slow path then collects the other two lists in one go.
@@ -9,16 +9,12 @@
 //! `owner == thread_id()`, so one compare also routes frees into full slabs to the slow path.
 //! Only the owner touches the `Cell` fields; other threads read `owner` and push to `remote`.
 
-use crate::remote::{Block, RemoteList};
+use super::remote::{Block, RemoteList};
+use crate::stats::TierCounters;
+use crate::sync::{AtomicUsize, Ordering};
 use core::cell::Cell;
 use core::ptr;
-use hakmem_core::stats;
-use hakmem_core::sync::{AtomicUsize, Ordering};
 
-/// log2 of the slab size.
-pub const SLAB_SHIFT: usize = 16;
-/// The slab size: 64 KiB.
-pub const SLAB_SIZE: usize = 1 << SLAB_SHIFT;
 /// Owner flag: the slab is in its owner's full queue.
 pub const FULL: usize = 1;
 /// Blocks are carved from fresh memory this many bytes at a time (at least one block).
@@ -70,8 +66,16 @@ impl Slab {
         }
     }
 
-    /// Prepares an unused slab to serve blocks of `block_size` for the thread `tid`.
-    pub(crate) fn format(&self, class: usize, block_size: usize, tid: usize, heap_id: u64) {
+    /// Prepares an unused slab of `slab_size` bytes to serve blocks of `block_size` for the
+    /// thread `tid`.
+    pub(crate) fn format(
+        &self,
+        class: usize,
+        block_size: usize,
+        slab_size: usize,
+        tid: usize,
+        heap_id: u64,
+    ) {
         debug_assert!(self.remote.is_empty() && self.used.get() == 0);
         self.free.set(ptr::null_mut());
         self.local_free.set(ptr::null_mut());
@@ -80,7 +84,7 @@ impl Slab {
         self.class.set(class as u8);
         self.block_size.set(block_size as u32);
         self.capacity
-            .set(((SLAB_SIZE - SLAB_HEADER) / block_size) as u32);
+            .set(((slab_size - SLAB_HEADER) / block_size) as u32);
         self.heap_id.set(heap_id);
         self.owner.store(tid, Ordering::Relaxed);
     }
@@ -92,7 +96,7 @@ impl Slab {
     }
 
     /// Moves the local and remote frees onto `free` (owner only).
-    pub(crate) fn collect(&self) {
+    pub(crate) fn collect(&self, counters: &TierCounters) {
         let local = self.local_free.replace(ptr::null_mut());
         if !local.is_null() {
             if self.free.get().is_null() {
@@ -108,13 +112,13 @@ impl Slab {
             let (list, n) = unsafe { concat(remote, self.free.get()) };
             self.free.set(list);
             self.used.set(self.used.get() - n);
-            stats::TINY_REMOTE.add(n as u64);
+            counters.remote.add(n as u64);
         }
     }
 
     /// Carves up to [`CARVE_BYTES`] of never-used blocks onto `free` (owner only). False when
     /// the slab has no fresh memory left.
-    pub(crate) fn carve(&self) -> bool {
+    pub(crate) fn carve(&self, counters: &TierCounters) -> bool {
         let (carved, cap, bs) = (
             self.carved.get(),
             self.capacity.get(),
@@ -137,7 +141,7 @@ impl Slab {
             self.free.set(first.cast());
         }
         self.carved.set(carved + n);
-        stats::TINY_CARVED.add(n as u64);
+        counters.carved.add(n as u64);
         true
     }
 

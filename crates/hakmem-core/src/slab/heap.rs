@@ -1,7 +1,7 @@
-//! The thread heap: per-thread state of the Tiny tier, living in thread-local storage.
+//! The thread heap: per-thread state of one slab tier, living in thread-local storage.
 //!
-//! `direct[wsize]` points at the slab currently serving that word size (the head of its class's
-//! available queue) or at the shared [`EMPTY`] slab, whose free list is always empty: so the
+//! `direct[d]` (d: the tier's direct index — word size for Tiny, class for the pools) points at
+//! the slab currently serving it (the head of its class's available queue) or at the shared [`EMPTY`] slab, whose free list is always empty: so the
 //! first allocation of a fresh thread simply falls into the slow path, which sets the heap up.
 //! Each class has a queue of available slabs and a queue of full ones; a few empty slabs are
 //! cached per heap before going back to the pool.
@@ -11,20 +11,19 @@
 //! adopted by other threads — and resets the heap, so a late malloc on the exiting thread
 //! simply sets it up again. Nothing here allocates.
 
-use crate::remote::Block;
-use crate::segment;
-use crate::slab::{FULL, Slab};
+use super::pool::slab_of;
+use super::remote::Block;
+use super::slab::{FULL, Slab};
+use super::{Geometry, slab_size};
+use crate::os::thread_id;
+use crate::sync::{AtomicU64, Ordering};
 use core::cell::Cell;
+use core::marker::PhantomData;
 use core::ptr;
-use hakmem_core::class::{TINY_CLASS_COUNT, TINY_CLASSES, TINY_WSIZES, tiny_class, wsize_range};
-use hakmem_core::os::thread_id;
-use hakmem_core::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// The slab every unused direct entry points to: it never has a free block.
 pub static EMPTY: Slab = Slab::empty();
 const EMPTY_PTR: *mut Slab = ptr::addr_of!(EMPTY) as *mut Slab;
-/// Empty slabs a heap keeps for reuse before returning them to the pool.
-const EMPTY_CACHE: u32 = 4;
 /// How many times one slow path may send a nearly exhausted head to the back of its queue.
 const ROTATE_LIMIT: u32 = 4;
 
@@ -95,37 +94,63 @@ fn unsafe_ref(p: *mut Slab) -> Option<&'static Slab> {
     unsafe { p.as_ref() }
 }
 
-/// Per-thread Tiny state.
+/// Per-thread state of tier `G`, with `D` direct entries and `C` classes.
 #[repr(C)]
-pub struct Heap {
-    /// Slab serving each word size: the hot path's only table.
-    pub(crate) direct: [Cell<*mut Slab>; TINY_WSIZES],
-    avail: [Queue; TINY_CLASS_COUNT],
-    full: [Queue; TINY_CLASS_COUNT],
+pub struct Heap<G: Geometry, const D: usize, const C: usize> {
+    /// Slab serving each direct index: the hot path's only table.
+    direct: [Cell<*mut Slab>; D],
+    avail: [Queue; C],
+    full: [Queue; C],
     /// The slab pinned per class: the head of `avail`, whose `used` carries a +1 bias so that a
     /// local free never sees it reach 0 (the hot free path then never leaves for the slow path
     /// when the current slab empties, as in a malloc/free loop).
-    pinned: [Cell<*mut Slab>; TINY_CLASS_COUNT],
+    pinned: [Cell<*mut Slab>; C],
     empty: Cell<*mut Slab>,
     empty_count: Cell<u32>,
     tid: Cell<usize>,
     id: Cell<u64>,
     state: Cell<u8>,
+    _tier: PhantomData<G>,
 }
 
-impl Heap {
-    /// A heap with no slabs (every direct entry on [`EMPTY`]).
-    pub const fn new() -> Heap {
+impl<G: Geometry, const D: usize, const C: usize> Default for Heap<G, D, C> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
+    /// A heap with no slabs (every direct entry on [`EMPTY`], every other byte zero).
+    pub const fn new() -> Self {
         Heap {
-            direct: [const { Cell::new(EMPTY_PTR) }; TINY_WSIZES],
-            avail: [const { Queue::new() }; TINY_CLASS_COUNT],
-            full: [const { Queue::new() }; TINY_CLASS_COUNT],
-            pinned: [const { Cell::new(ptr::null_mut()) }; TINY_CLASS_COUNT],
+            direct: [const { Cell::new(EMPTY_PTR) }; D],
+            avail: [const { Queue::new() }; C],
+            full: [const { Queue::new() }; C],
+            pinned: [const { Cell::new(ptr::null_mut()) }; C],
             empty: Cell::new(ptr::null_mut()),
             empty_count: Cell::new(0),
             tid: Cell::new(0),
             id: Cell::new(0),
             state: Cell::new(UNINIT),
+            _tier: PhantomData,
+        }
+    }
+
+    /// Pops a block from the slab serving direct index `d` (the hot path); `size` is the
+    /// request, for the slow path. Null only when the OS refuses memory.
+    #[inline(always)]
+    pub fn alloc(&self, d: usize, size: usize) -> *mut u8 {
+        // SAFETY: callers pass d < D (a size-derived index); direct entries point at live slabs
+        // or EMPTY, and only this thread touches its slabs' free lists.
+        unsafe {
+            let s = &*self.direct.get_unchecked(d).get();
+            let b = s.free.get();
+            if b.is_null() {
+                return self.alloc_slow(size);
+            }
+            s.free.set((*b).next);
+            s.used.set(s.used.get() + 1);
+            b.cast()
         }
     }
 
@@ -152,7 +177,7 @@ impl Heap {
         self.id.set(NEXT_ID.fetch_add(1, Ordering::Relaxed));
         self.state.set(ACTIVE);
         // Last: registering may allocate (and so re-enter this heap, now active).
-        register_exit(self);
+        register_exit::<G, D, C>(self);
     }
 
     /// Points the direct entries of `class` at the head of its available queue, and moves the
@@ -169,7 +194,7 @@ impl Heap {
             }
         }
         let s = if head.is_null() { EMPTY_PTR } else { head };
-        let (a, b) = wsize_range(class);
+        let (a, b) = G::direct_range(class);
         for d in &self.direct[a..=b] {
             d.set(s);
         }
@@ -187,7 +212,7 @@ impl Heap {
         if self.state.get() != ACTIVE {
             self.init();
         }
-        let class = tiny_class(size);
+        let class = G::class_of(size);
         let Some(s) = self.slab_with_free(class) else {
             return ptr::null_mut();
         };
@@ -209,9 +234,9 @@ impl Heap {
         loop {
             if let Some(s) = unsafe_ref(self.avail[class].head.get()) {
                 if s.free.get().is_null() {
-                    s.collect();
+                    s.collect(G::counters());
                 }
-                if s.free.get().is_null() && !s.carve() {
+                if s.free.get().is_null() && !s.carve(G::counters()) {
                     self.avail[class].remove(s);
                     self.full[class].push_front(s);
                     s.owner.store(self.tid.get() | FULL, Ordering::Relaxed);
@@ -249,7 +274,7 @@ impl Heap {
             if !s.remote.is_empty() {
                 self.full[class].remove(s);
                 s.owner.store(self.tid.get(), Ordering::Relaxed);
-                s.collect();
+                s.collect(G::counters());
                 return Some(s);
             }
         }
@@ -258,21 +283,21 @@ impl Heap {
 
     /// A slab for `class` from the heap's empty cache or the pool.
     fn new_slab(&self, class: usize) -> Option<&'static Slab> {
-        let bs = TINY_CLASSES[class] as usize;
+        let (bs, size) = (G::CLASSES[class] as usize, slab_size::<G>());
         if let Some(s) = unsafe_ref(self.empty.get()) {
             self.empty.set(s.next.get());
             self.empty_count.set(self.empty_count.get() - 1);
-            s.format(class, bs, self.tid.get(), self.id.get());
+            s.format(class, bs, size, self.tid.get(), self.id.get());
             return Some(s);
         }
-        let (s, adopted) = segment::acquire(class)?;
-        segment::count_acquired();
+        let (s, adopted) = G::pool().acquire::<G>(class)?;
+        G::counters().slabs.add(1);
         if adopted {
             s.heap_id.set(self.id.get());
             s.owner.store(self.tid.get(), Ordering::Relaxed);
-            s.collect();
+            s.collect(G::counters());
         } else {
-            s.format(class, bs, self.tid.get(), self.id.get());
+            s.format(class, bs, size, self.tid.get(), self.id.get());
         }
         Some(s)
     }
@@ -290,12 +315,12 @@ impl Heap {
     }
 
     fn retire(&self, s: &Slab) {
-        if self.empty_count.get() < EMPTY_CACHE {
+        if self.empty_count.get() < G::EMPTY_CACHE {
             s.next.set(self.empty.get());
             self.empty.set(s as *const Slab as *mut Slab);
             self.empty_count.set(self.empty_count.get() + 1);
         } else {
-            segment::release(s);
+            G::pool().release(s);
         }
     }
 
@@ -321,17 +346,17 @@ impl Heap {
 
     /// Gives every slab back (thread exit) and resets the heap to its initial state.
     pub(crate) fn abandon_all(&self) {
-        for class in 0..TINY_CLASS_COUNT {
+        for class in 0..C {
             if let Some(p) = unsafe_ref(self.pinned[class].replace(ptr::null_mut())) {
                 p.used.set(p.used.get() - 1);
             }
             for q in [&self.avail[class], &self.full[class]] {
                 while let Some(s) = q.pop() {
-                    s.collect();
+                    s.collect(G::counters());
                     if s.used.get() == 0 {
-                        segment::release(s);
+                        G::pool().release(s);
                     } else {
-                        segment::abandon(s);
+                        G::pool().abandon(s);
                     }
                 }
             }
@@ -339,59 +364,98 @@ impl Heap {
         }
         while let Some(s) = unsafe_ref(self.empty.get()) {
             self.empty.set(s.next.get());
-            segment::release(s);
+            G::pool().release(s);
         }
         self.empty_count.set(0);
         self.state.set(UNINIT);
     }
 }
 
-impl Default for Heap {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 const KEY_NONE: u32 = u32::MAX;
 const KEY_BUSY: u32 = u32::MAX - 1;
-static EXIT_KEY: AtomicU32 = AtomicU32::new(KEY_NONE);
 
-unsafe extern "C" fn on_thread_exit(heap: *mut libc::c_void) {
+unsafe extern "C" fn on_thread_exit<G: Geometry, const D: usize, const C: usize>(
+    heap: *mut libc::c_void,
+) {
     // SAFETY: the key's value is the exiting thread's own heap, still in its TLS.
-    unsafe { (*heap.cast::<Heap>()).abandon_all() };
+    unsafe { (*heap.cast::<Heap<G, D, C>>()).abandon_all() };
 }
 
-/// Makes the thread's exit call `on_thread_exit(heap)`.
-fn register_exit(heap: &Heap) {
-    let mut key = EXIT_KEY.load(Ordering::Acquire);
+/// Makes the thread's exit call `on_thread_exit(heap)` (one key per tier, created once).
+fn register_exit<G: Geometry, const D: usize, const C: usize>(heap: &Heap<G, D, C>) {
+    let slot = &G::pool().exit_key;
+    let mut key = slot.load(Ordering::Acquire);
     while key >= KEY_BUSY {
         if key == KEY_NONE
-            && EXIT_KEY
+            && slot
                 .compare_exchange(KEY_NONE, KEY_BUSY, Ordering::Acquire, Ordering::Acquire)
                 .is_ok()
         {
             let mut k: libc::pthread_key_t = 0;
             // SAFETY: creating a key with a destructor that does not unwind.
-            let rc = unsafe { libc::pthread_key_create(&mut k, Some(on_thread_exit)) };
+            let rc = unsafe { libc::pthread_key_create(&mut k, Some(on_thread_exit::<G, D, C>)) };
             key = if rc == 0 { k } else { KEY_NONE };
-            EXIT_KEY.store(key, Ordering::Release);
+            slot.store(key, Ordering::Release);
             if rc != 0 {
                 return; // no exit hook: the heap's slabs stay owned (bounded leak per thread)
             }
             break;
         }
         core::hint::spin_loop();
-        key = EXIT_KEY.load(Ordering::Acquire);
+        key = slot.load(Ordering::Acquire);
     }
     // SAFETY: the key exists; the value is this thread's heap, valid until it exits.
-    unsafe { libc::pthread_setspecific(key, heap as *const Heap as *const libc::c_void) };
+    unsafe { libc::pthread_setspecific(key, heap as *const Heap<G, D, C> as *const libc::c_void) };
+}
+
+/// Frees a block of tier `G` (the hot path): a push onto the slab's local list when this
+/// thread owns the slab, else the slow path. `heap` gives this thread's heap (only called off
+/// the hot path).
+///
+/// # Safety
+/// `p` must be a live block in a chunk the owner map tags `G::TAG`.
+#[inline(always)]
+pub unsafe fn free<G: Geometry, const D: usize, const C: usize>(
+    p: *mut u8,
+    heap: impl FnOnce() -> &'static Heap<G, D, C>,
+) {
+    let s = slab_of::<G>(p);
+    if s.owner.load(Ordering::Relaxed) == thread_id() {
+        let b = p.cast::<Block>();
+        // SAFETY: the block is dead and its slab is ours: only this thread uses its lists.
+        unsafe { (*b).next = s.local_free.get() };
+        s.local_free.set(b);
+        let used = s.used.get() - 1;
+        s.used.set(used);
+        if used == 0 {
+            // Never the current slab of its class (pinned: see `Heap`).
+            heap().slab_emptied(s);
+        }
+    } else {
+        free_slow(heap(), s, p);
+    }
+}
+
+/// The usable size of a live block of tier `G` (its class's block size); 0 for a pointer that
+/// is not a block.
+pub fn usable_size<G: Geometry>(p: *mut u8) -> usize {
+    let s = slab_of::<G>(p);
+    if s.holds_block(p) {
+        s.block_size.get() as usize
+    } else {
+        0
+    }
 }
 
 /// The free slow path for a block of `s` whose owner is not simply this thread: a full slab of
 /// this heap, or another thread's (or an abandoned) slab. Stray pointers get a diagnostic.
 #[cold]
 #[inline(never)]
-pub(crate) fn free_slow(heap: &Heap, s: &Slab, p: *mut u8) {
+fn free_slow<G: Geometry, const D: usize, const C: usize>(
+    heap: &Heap<G, D, C>,
+    s: &Slab,
+    p: *mut u8,
+) {
     let b = p.cast::<Block>();
     if s.owner.load(Ordering::Relaxed) == thread_id() | FULL && heap.unfull(s) {
         // SAFETY: `b` is a dead block of a slab this thread owns.
@@ -404,7 +468,7 @@ pub(crate) fn free_slow(heap: &Heap, s: &Slab, p: *mut u8) {
         return;
     }
     if !s.holds_block(p) {
-        return hakmem_core::diag::bad_pointer("free", p);
+        return crate::diag::bad_pointer("free", p);
     }
     // SAFETY: the caller gives up `b`; the slab outlives the push because `b` counts as used.
     unsafe { s.remote.push(b) };

@@ -1,0 +1,57 @@
+//! The slab engine shared by the Tiny tier and the pools.
+//!
+//! A *slab* is an aligned run of memory holding blocks of one size class, its metadata
+//! ([`slab::Slab`]) in its first 128 bytes, so the metadata of any block is found by masking the
+//! block's address. Each slab is owned by one thread's [`heap::Heap`]; allocation pops from the
+//! slab's free list, the owner's frees push onto its local list, other threads' frees push onto
+//! its atomic remote list ([`remote`]). Unused and abandoned slabs live in a shared
+//! [`pool::SlabPool`] (one lock, taken once per slab, never per block).
+//!
+//! A tier is a [`Geometry`]: slab size, segment size, owner-map tag, block sizes, and how its
+//! direct table maps to classes. Tiny uses 64 KiB slabs and a direct table by word size; the
+//! pools use 512 KiB and 4 MiB slabs and a direct table by class.
+
+#[cfg(not(loom))]
+pub mod heap;
+#[cfg(not(loom))]
+pub mod pool;
+pub mod remote;
+#[cfg(not(loom))]
+pub mod slab;
+
+#[cfg(not(loom))]
+pub use tier::*;
+
+#[cfg(not(loom))]
+mod tier {
+    use super::pool;
+    use crate::map::Tag;
+    use crate::stats::TierCounters;
+
+    /// What distinguishes one slab tier from another.
+    pub trait Geometry: 'static {
+        /// log2 of the slab size. Slabs are aligned to their size.
+        const SLAB_SHIFT: usize;
+        /// Bytes mapped per segment: a multiple of both the slab size and the 4 MiB chunk.
+        const SEGMENT: usize;
+        /// The owner-map tag of this tier's segments.
+        const TAG: Tag;
+        /// Block size of each class, ascending.
+        const CLASSES: &'static [u32];
+        /// Empty slabs a heap keeps for reuse before returning them to the pool.
+        const EMPTY_CACHE: u32;
+        /// The class serving `size` (slow path only).
+        fn class_of(size: usize) -> usize;
+        /// The first and last direct-table entries served by `class`.
+        fn direct_range(class: usize) -> (usize, usize);
+        /// The tier's shared slab pool.
+        fn pool() -> &'static pool::SlabPool;
+        /// The tier's counters.
+        fn counters() -> &'static TierCounters;
+    }
+
+    /// The slab size of a geometry.
+    pub const fn slab_size<G: Geometry>() -> usize {
+        1 << G::SLAB_SHIFT
+    }
+}
