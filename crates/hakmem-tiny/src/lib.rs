@@ -34,8 +34,8 @@ mod api {
     use hakmem_core::map::{CHUNK_SIZE, TAG_TINY, Tag};
     use hakmem_core::slab::Geometry;
     use hakmem_core::slab::heap::{self as engine, Heap};
+    use hakmem_core::slab::meta::SLAB_HEADER;
     use hakmem_core::slab::pool::SlabPool;
-    use hakmem_core::slab::slab::SLAB_HEADER;
     use hakmem_core::stats::{self, TierCounters};
     use hakmem_core::tier::Tier;
 

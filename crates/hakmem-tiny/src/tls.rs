@@ -86,7 +86,7 @@ mod tests {
         })
         .join()
         .unwrap();
-        let empty = (&EMPTY as *const hakmem_core::slab::slab::Slab as usize).to_ne_bytes();
+        let empty = (&EMPTY as *const hakmem_core::slab::meta::Slab as usize).to_ne_bytes();
         for (i, chunk) in bytes[..TINY_WSIZES * 8].chunks(8).enumerate() {
             assert_eq!(chunk, empty, "direct[{i}]");
         }

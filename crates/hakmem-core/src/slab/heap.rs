@@ -11,9 +11,9 @@
 //! adopted by other threads — and resets the heap, so a late malloc on the exiting thread
 //! simply sets it up again. Nothing here allocates.
 
+use super::meta::{FULL, Slab};
 use super::pool::slab_of;
 use super::remote::Block;
-use super::slab::{FULL, Slab};
 use super::{Geometry, slab_size};
 use crate::os::thread_id;
 use crate::sync::{AtomicU64, Ordering};

@@ -1,7 +1,7 @@
 //! The slab engine shared by the Tiny tier and the pools.
 //!
 //! A *slab* is an aligned run of memory holding blocks of one size class, its metadata
-//! ([`slab::Slab`]) in its first 128 bytes, so the metadata of any block is found by masking the
+//! ([`meta::Slab`]) in its first 128 bytes, so the metadata of any block is found by masking the
 //! block's address. Each slab is owned by one thread's [`heap::Heap`]; allocation pops from the
 //! slab's free list, the owner's frees push onto its local list, other threads' frees push onto
 //! its atomic remote list ([`remote`]). Unused and abandoned slabs live in a shared
@@ -14,10 +14,10 @@
 #[cfg(not(loom))]
 pub mod heap;
 #[cfg(not(loom))]
+pub mod meta;
+#[cfg(not(loom))]
 pub mod pool;
 pub mod remote;
-#[cfg(not(loom))]
-pub mod slab;
 
 #[cfg(not(loom))]
 pub use tier::*;

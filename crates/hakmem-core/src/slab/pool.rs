@@ -9,7 +9,7 @@
 //! class, the slabs abandoned by threads that exited with live blocks in them, which the next
 //! thread needing that class adopts.
 
-use super::slab::Slab;
+use super::meta::Slab;
 use super::{Geometry, slab_size};
 use crate::segment::{OS_PAGES, PageSource};
 use crate::sync::{AtomicU32, Mutex, Ordering, RawLock};
