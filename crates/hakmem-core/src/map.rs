@@ -25,6 +25,10 @@ pub const TAG_TINY: Tag = 1;
 pub const TAG_RUN: Tag = 2;
 /// A direct mapping (core's large path).
 pub const TAG_LARGE: Tag = 3;
+/// An L2 pool segment (hakmem-pool, above 1 KiB up to 32 KiB).
+pub const TAG_L2: Tag = 4;
+/// An L2.5 pool segment (hakmem-pool, above 32 KiB up to 1 MiB).
+pub const TAG_L25: Tag = 5;
 
 /// A chunk map of `N` entries; the process uses one global instance, [`MAP`].
 pub struct ChunkMap<const N: usize> {

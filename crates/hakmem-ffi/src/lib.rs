@@ -209,9 +209,10 @@ mod lifecycle {
     //! Load-time and exit-time hooks, without allocation of their own.
     use hakmem_core::{config, stats};
 
-    fn fork_locks() -> [&'static hakmem_core::sync::RawLock; 2] {
+    fn fork_locks() -> [&'static hakmem_core::sync::RawLock; 4] {
         let [tiny] = hakmem_tiny::fork_locks();
-        [tiny, hakmem_core::run::lock()]
+        let [l2, l25] = hakmem_pool::fork_locks();
+        [tiny, l2, l25, hakmem_core::run::lock()]
     }
 
     extern "C" fn before_fork() {

@@ -1,12 +1,276 @@
 //! # hakmem-pool: the L2 and L2.5 pools (above 1 KiB up to 1 MiB)
 //!
-//! Role: will serve sizes above the Tiny tier — L2, 2–32 KiB, and L2.5, 64 KiB–1 MiB, with
-//! bridge classes where a 2x step would waste more than ~25% — from per-thread caches in front of
-//! shared page runs, implementing `hakmem_core::tier::Tier` under its own owner-map tag. Until it
-//! does, those sizes are served by `hakmem_core::run` (page runs, one lock), which the facade
-//! routes to directly; this crate exports nothing yet.
+//! Role: two instances of the slab engine (`hakmem_core::slab`) for the sizes between the Tiny
+//! tier and the direct mappings, each with its own owner-map tag:
 //!
-//! Invariants it will keep (the same as every tier): no global lock on the fast path; ownership
-//! found from the address through core's owner map; frees from other threads are lock-free;
-//! nothing allocates on the malloc path; `malloc_usable_size` exact for every class.
-#![no_std]
+//! | pool | sizes | classes | slab | current slab |
+//! |---|---|---|---|---|
+//! | L2 | 1 KiB < n ≤ 32 KiB | 20: 1.25, 1.5, 1.75, 2 KiB, 2.5 … 32 KiB | 256 KiB | pinned |
+//! | L2.5 | 32 KiB < n ≤ 1 MiB | 20: 40, 48, 56, 64, 80 KiB … 1 MiB | 4 MiB | not pinned |
+//!
+//! Four classes per doubling bound the internal waste below 25% of the request (the 40, 48 and
+//! 56 KiB bridge classes cover the 32–64 KiB gap). Each thread has a heap per pool (TLS): a
+//! malloc pops from its current slab of the class, a local free pushes onto the slab's local
+//! list, a free from another thread is one CAS onto the slab's remote list, exactly as in the
+//! Tiny tier. Ownership is found from the address (owner map → pool, mask → slab).
+//!
+//! Invariants: no lock on the fast paths (the shared slab pool is locked once per slab); nothing
+//! allocates; `malloc_usable_size` is the class size; emptied L2.5 slabs go straight back to the
+//! pool, whose purge policy returns their memory to the OS.
+#![warn(missing_docs)]
+
+#[cfg(not(loom))]
+pub use api::*;
+
+/// The class of `size` among four-per-doubling classes starting above `2^base_lg`.
+const fn quarter_class(size: usize, base_lg: u32) -> usize {
+    let s = size - 1;
+    let lg = usize::BITS - 1 - s.leading_zeros();
+    ((lg - base_lg) * 4) as usize + ((s >> (lg - 2)) & 3)
+}
+
+/// The block size of class `c` of four-per-doubling classes starting above `2^base_lg`.
+const fn quarter_size(c: usize, base_lg: u32) -> u32 {
+    let lg = base_lg + (c / 4) as u32;
+    (1 << lg) + (((c % 4) as u32 + 1) << (lg - 2))
+}
+
+const fn quarter_table<const N: usize>(base_lg: u32) -> [u32; N] {
+    let mut t = [0u32; N];
+    let mut c = 0;
+    while c < N {
+        t[c] = quarter_size(c, base_lg);
+        c += 1;
+    }
+    t
+}
+
+/// Classes per pool.
+pub const CLASSES_PER_POOL: usize = 20;
+/// The largest L2 size.
+pub const L2_MAX: usize = 32 << 10;
+/// The largest L2.5 size (and of the pools).
+pub const MAX_SIZE: usize = 1 << 20;
+/// L2 block sizes.
+pub static L2_CLASSES: [u32; CLASSES_PER_POOL] = quarter_table(10);
+/// L2.5 block sizes.
+pub static L25_CLASSES: [u32; CLASSES_PER_POOL] = quarter_table(15);
+
+/// The L2 class of `size` (1 KiB < size ≤ 32 KiB).
+#[inline(always)]
+pub const fn l2_class(size: usize) -> usize {
+    quarter_class(size, 10)
+}
+
+/// The L2.5 class of `size` (32 KiB < size ≤ 1 MiB).
+#[inline(always)]
+pub const fn l25_class(size: usize) -> usize {
+    quarter_class(size, 15)
+}
+
+#[cfg(not(loom))]
+mod api {
+    use super::*;
+    use hakmem_core::map::{CHUNK_SIZE, TAG_L2, TAG_L25, Tag};
+    use hakmem_core::slab::Geometry;
+    use hakmem_core::slab::heap::{self as engine, Heap};
+    use hakmem_core::slab::pool::SlabPool;
+    use hakmem_core::stats::{self, TierCounters};
+    use hakmem_core::sync::RawLock;
+    use hakmem_core::tier::Tier;
+
+    /// The L2 pool's shape: 256 KiB slabs, current slab pinned.
+    pub struct L2;
+    /// The L2.5 pool's shape: 4 MiB slabs (one per segment), emptied slabs returned at once.
+    pub struct L25;
+
+    static L2_POOL: SlabPool = SlabPool::new();
+    static L25_POOL: SlabPool = SlabPool::new();
+
+    impl Geometry for L2 {
+        const SLAB_SHIFT: usize = 18;
+        const SEGMENT: usize = CHUNK_SIZE;
+        const TAG: Tag = TAG_L2;
+        const CLASSES: &'static [u32] = &L2_CLASSES;
+        const EMPTY_CACHE: u32 = 2;
+        const PIN_CURRENT: bool = true;
+        fn class_of(size: usize) -> usize {
+            l2_class(size)
+        }
+        fn direct_range(class: usize) -> (usize, usize) {
+            (class, class)
+        }
+        fn pool() -> &'static SlabPool {
+            &L2_POOL
+        }
+        fn counters() -> &'static TierCounters {
+            &stats::POOL
+        }
+    }
+
+    impl Geometry for L25 {
+        const SLAB_SHIFT: usize = 22;
+        const SEGMENT: usize = CHUNK_SIZE;
+        const TAG: Tag = TAG_L25;
+        const CLASSES: &'static [u32] = &L25_CLASSES;
+        const EMPTY_CACHE: u32 = 0;
+        const PIN_CURRENT: bool = false;
+        fn class_of(size: usize) -> usize {
+            l25_class(size)
+        }
+        fn direct_range(class: usize) -> (usize, usize) {
+            (class, class)
+        }
+        fn pool() -> &'static SlabPool {
+            &L25_POOL
+        }
+        fn counters() -> &'static TierCounters {
+            &stats::POOL
+        }
+    }
+
+    type L2Heap = Heap<L2, CLASSES_PER_POOL, CLASSES_PER_POOL>;
+    type L25Heap = Heap<L25, CLASSES_PER_POOL, CLASSES_PER_POOL>;
+
+    std::thread_local! {
+        static L2_HEAP: L2Heap = const { L2Heap::new() };
+        static L25_HEAP: L25Heap = const { L25Heap::new() };
+    }
+
+    fn l2_heap() -> &'static L2Heap {
+        // SAFETY: the heap lives as long as the thread, and the reference never leaves it.
+        L2_HEAP.with(|h| unsafe { &*(h as *const L2Heap) })
+    }
+
+    fn l25_heap() -> &'static L25Heap {
+        // SAFETY: as in `l2_heap`.
+        L25_HEAP.with(|h| unsafe { &*(h as *const L25Heap) })
+    }
+
+    /// Allocates `size` bytes (1 KiB < size ≤ 1 MiB), 16-byte aligned (128 for L2.5).
+    /// Null (errno ENOMEM) only when the OS refuses memory.
+    #[inline]
+    pub fn alloc(size: usize) -> *mut u8 {
+        debug_assert!(size > 1024 && size <= MAX_SIZE);
+        if size <= L2_MAX {
+            l2_heap().alloc(l2_class(size), size)
+        } else {
+            l25_heap().alloc(l25_class(size), size)
+        }
+    }
+
+    /// Frees an L2 block.
+    ///
+    /// # Safety
+    /// `p` must be a live block in a chunk the owner map tags [`TAG_L2`].
+    #[inline]
+    pub unsafe fn free_l2(p: *mut u8) {
+        // SAFETY: forwarded contract.
+        unsafe { engine::free::<L2, CLASSES_PER_POOL, CLASSES_PER_POOL>(p, l2_heap) }
+    }
+
+    /// Frees an L2.5 block.
+    ///
+    /// # Safety
+    /// `p` must be a live block in a chunk the owner map tags [`TAG_L25`].
+    #[inline]
+    pub unsafe fn free_l25(p: *mut u8) {
+        // SAFETY: forwarded contract.
+        unsafe { engine::free::<L25, CLASSES_PER_POOL, CLASSES_PER_POOL>(p, l25_heap) }
+    }
+
+    /// The class size of a live L2 block (0 for a pointer that is not one).
+    pub fn usable_size_l2(p: *mut u8) -> usize {
+        engine::usable_size::<L2>(p)
+    }
+
+    /// The class size of a live L2.5 block (0 for a pointer that is not one).
+    pub fn usable_size_l25(p: *mut u8) -> usize {
+        engine::usable_size::<L25>(p)
+    }
+
+    /// The L2 pool as a [`Tier`] (sizes above 1 KiB up to 32 KiB, alignment ≤ 16).
+    pub struct L2Tier;
+    /// The L2.5 pool as a [`Tier`] (sizes above 32 KiB up to 1 MiB, alignment ≤ 128).
+    pub struct L25Tier;
+
+    impl Tier for L2Tier {
+        const TAG: Tag = TAG_L2;
+        fn alloc(&self, size: usize, align: usize) -> *mut u8 {
+            if size <= 1024 || size > L2_MAX || align > 16 {
+                return core::ptr::null_mut();
+            }
+            alloc(size)
+        }
+        unsafe fn free(&self, p: *mut u8) {
+            // SAFETY: forwarded contract.
+            unsafe { free_l2(p) }
+        }
+        unsafe fn usable_size(&self, p: *mut u8) -> usize {
+            usable_size_l2(p)
+        }
+    }
+
+    impl Tier for L25Tier {
+        const TAG: Tag = TAG_L25;
+        fn alloc(&self, size: usize, align: usize) -> *mut u8 {
+            if size <= L2_MAX || size > MAX_SIZE || align > 128 {
+                return core::ptr::null_mut();
+            }
+            alloc(size)
+        }
+        unsafe fn free(&self, p: *mut u8) {
+            // SAFETY: forwarded contract.
+            unsafe { free_l25(p) }
+        }
+        unsafe fn usable_size(&self, p: *mut u8) -> usize {
+            usable_size_l25(p)
+        }
+    }
+
+    /// The locks `fork` must hold.
+    pub fn fork_locks() -> [&'static RawLock; 2] {
+        [L2_POOL.lock(), L25_POOL.lock()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_bound_waste_and_cover_ranges() {
+        for (lo, hi, class, table) in [
+            (
+                1025usize,
+                L2_MAX,
+                l2_class as fn(usize) -> usize,
+                &L2_CLASSES,
+            ),
+            (L2_MAX + 1, MAX_SIZE, l25_class, &L25_CLASSES),
+        ] {
+            assert_eq!(class(lo), 0);
+            assert_eq!(class(hi), CLASSES_PER_POOL - 1);
+            assert_eq!(table[CLASSES_PER_POOL - 1] as usize, hi);
+            for size in (lo..=hi).step_by(7).chain([lo, hi]) {
+                let c = class(size);
+                let bs = table[c] as usize;
+                assert!(bs >= size, "size {size} in class {bs}");
+                assert!(
+                    (bs - size) * 4 < size,
+                    "size {size} wastes {} in class {bs}",
+                    bs - size
+                );
+                if c > 0 {
+                    assert!(
+                        (table[c - 1] as usize) < size,
+                        "size {size} not in its smallest class"
+                    );
+                }
+                assert_eq!(bs % 256, 0, "class {bs} keeps 256-byte multiples");
+            }
+        }
+        // The bridge classes between 32 and 64 KiB.
+        assert_eq!(&L25_CLASSES[..4], &[40 << 10, 48 << 10, 56 << 10, 64 << 10]);
+    }
+}

@@ -52,6 +52,7 @@ mod api {
         const TAG: Tag = TAG_TINY;
         const CLASSES: &'static [u32] = &TINY_CLASSES;
         const EMPTY_CACHE: u32 = 4;
+        const PIN_CURRENT: bool = true;
         fn class_of(size: usize) -> usize {
             tiny_class(size)
         }

@@ -8,9 +8,13 @@
 //!
 //! | sizes | tier |
 //! |---|---|
-//! | 0..=1 KiB | Tiny (`hakmem-tiny`): per-thread slabs |
-//! | up to 1 MiB | page runs (`hakmem_core::run`) |
+//! | 0..=1 KiB | Tiny (`hakmem-tiny`): per-thread 64 KiB slabs |
+//! | up to 32 KiB | L2 pool (`hakmem-pool`): per-thread 256 KiB slabs |
+//! | up to 1 MiB | L2.5 pool (`hakmem-pool`): per-thread 4 MiB slabs |
 //! | above | direct mappings (`hakmem_core::large`) |
+//!
+//! Alignments beyond 128 bytes for sizes up to 1 MiB come from page runs
+//! (`hakmem_core::run`), larger ones from direct mappings.
 //!
 //! Invariants: the hot path is a size test and a call into Tiny — no locks, no lookups, no
 //! learning; nothing here allocates; every pointer returned is registered in the owner map, so
@@ -19,7 +23,7 @@
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
 use hakmem_core::class::TINY_MAX;
-use hakmem_core::map::{self, TAG_LARGE, TAG_NONE, TAG_RUN, TAG_TINY};
+use hakmem_core::map::{self, TAG_L2, TAG_L25, TAG_LARGE, TAG_NONE, TAG_RUN, TAG_TINY};
 use hakmem_core::run::RUN_MAX;
 use hakmem_core::{diag, large, run};
 
@@ -46,11 +50,16 @@ pub fn malloc(size: usize) -> *mut u8 {
     }
 }
 
-/// Sizes above Tiny (or alignments it cannot give).
-#[cold]
+/// Every pool block is aligned to 128 bytes (slabs are aligned, the header is 128 bytes, and
+/// every class size is a multiple of 256).
+const POOL_ALIGN: usize = 128;
+
+/// Sizes above Tiny (or alignments Tiny cannot give).
 #[inline(never)]
 fn alloc_big(size: usize, align: usize) -> *mut u8 {
-    if size <= RUN_MAX && align <= RUN_MAX {
+    if size <= hakmem_pool::MAX_SIZE && align <= POOL_ALIGN {
+        hakmem_pool::alloc(size.max(TINY_MAX + 1))
+    } else if size <= RUN_MAX && align <= RUN_MAX {
         run::alloc(size, align)
     } else {
         large::alloc(size, align)
@@ -103,6 +112,8 @@ unsafe fn free_other(p: *mut u8, tag: map::Tag) {
     // SAFETY: each arm runs only for pointers in chunks of its own tier.
     unsafe {
         match tag {
+            TAG_L2 => hakmem_pool::free_l2(p),
+            TAG_L25 => hakmem_pool::free_l25(p),
             TAG_RUN => run::free(p),
             TAG_LARGE => large::free(p),
             _ if p.is_null() => {}
@@ -121,6 +132,8 @@ pub unsafe fn usable_size(p: *mut u8) -> usize {
     unsafe {
         match map::tag_of(p) {
             TAG_TINY => hakmem_tiny::usable_size(p),
+            TAG_L2 => hakmem_pool::usable_size_l2(p),
+            TAG_L25 => hakmem_pool::usable_size_l25(p),
             TAG_RUN => run::usable_size(p),
             TAG_LARGE => large::usable_size(p),
             _ => 0,
@@ -199,11 +212,17 @@ unsafe impl GlobalAlloc for HakMem {
     }
 
     unsafe fn realloc(&self, p: *mut u8, layout: Layout, size: usize) -> *mut u8 {
-        if layout.align() <= natural_align(size) || (size > TINY_MAX && layout.align() <= 4096) {
-            // SAFETY: GlobalAlloc's contract; `size > 0`. Blocks above Tiny are page-aligned.
+        let align = layout.align();
+        if align <= natural_align(size) {
+            // SAFETY: GlobalAlloc's contract; `size > 0`.
             return unsafe { realloc(p, size) };
         }
-        let q = alloc_aligned(size, layout.align());
+        // SAFETY: `p` is live (GlobalAlloc's contract).
+        let old = unsafe { usable_size(p) };
+        if size <= old && size > old / 2 {
+            return p; // already aligned, and big enough
+        }
+        let q = alloc_aligned(size, align);
         if !q.is_null() {
             // SAFETY: both blocks are live and distinct.
             unsafe {

@@ -184,8 +184,12 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
     /// pin to it. (The head only changes when the old one is full or removed, never empty.)
     fn refresh_direct(&self, class: usize) {
         let head = self.avail[class].head.get();
-        let old = self.pinned[class].replace(head);
-        if old != head {
+        let old = self.pinned[class].replace(if G::PIN_CURRENT {
+            head
+        } else {
+            ptr::null_mut()
+        });
+        if G::PIN_CURRENT && old != head {
             if let Some(o) = unsafe_ref(old) {
                 o.used.set(o.used.get() - 1);
             }
@@ -243,8 +247,8 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
                     self.refresh_direct(class);
                     continue;
                 }
-                // `used` includes the pin, hence the + 1.
-                let free = s.carved.get() + 1 - s.used.get();
+                // `used` includes the pin, if any.
+                let free = s.carved.get() + G::PIN_CURRENT as u32 - s.used.get();
                 if free * 16 < s.capacity.get()
                     && rotations < ROTATE_LIMIT
                     && !s.next.get().is_null()
@@ -302,15 +306,20 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
         Some(s)
     }
 
-    /// A local free made the last block of a slab free (never the pinned one): cache it or give
-    /// it back.
+    /// A local free made the last block of a slab free (never the pinned one, when the tier
+    /// pins): cache it or give it back.
     #[cold]
     #[inline(never)]
     pub(crate) fn slab_emptied(&self, s: &Slab) {
         if !self.owns(s) {
             return;
         }
-        self.avail[s.class.get() as usize].remove(s);
+        let class = s.class.get() as usize;
+        let was_head = core::ptr::eq(self.avail[class].head.get(), s);
+        self.avail[class].remove(s);
+        if was_head {
+            self.refresh_direct(class);
+        }
         self.retire(s);
     }
 

@@ -40,6 +40,10 @@ mod tier {
         const CLASSES: &'static [u32];
         /// Empty slabs a heap keeps for reuse before returning them to the pool.
         const EMPTY_CACHE: u32;
+        /// Whether the current slab of each class is pinned (a +1 bias on `used`, so the hot
+        /// free path never sees it empty). Right for small blocks, where a malloc/free loop must
+        /// stay on the fast path; for big blocks an emptied slab is better given back at once.
+        const PIN_CURRENT: bool;
         /// The class serving `size` (slow path only).
         fn class_of(size: usize) -> usize;
         /// The first and last direct-table entries served by `class`.
