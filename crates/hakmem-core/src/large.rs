@@ -72,6 +72,7 @@ pub fn alloc_in(cache: &impl MappingCache, size: usize, align: usize) -> (*mut u
         return (ptr::null_mut(), false);
     };
     let seg_align = align.max(CHUNK_SIZE);
+    crate::purge::tick();
     let (base, fresh) = match cache.take(len, seg_align) {
         Some(b) => (b, false),
         None => (OS_PAGES.reserve(len, seg_align, TAG_LARGE), true),

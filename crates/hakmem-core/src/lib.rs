@@ -30,6 +30,8 @@ pub mod large;
 pub mod map;
 pub mod os;
 #[cfg(not(loom))]
+pub mod purge;
+#[cfg(not(loom))]
 pub mod run;
 #[cfg(not(loom))]
 pub mod segment;

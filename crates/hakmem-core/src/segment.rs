@@ -3,6 +3,7 @@
 //! Tiers obtain memory only through [`PageSource`], so a test or an embedding can substitute
 //! its own source; the process uses [`OsPages`].
 
+use crate::config::Thp;
 use crate::map::{self, CHUNK_SIZE, Tag};
 use crate::{os, stats};
 
@@ -25,6 +26,22 @@ pub trait PageSource: Sync {
     unsafe fn purge(&self, p: *mut u8, size: usize);
 }
 
+/// Applies the THP policy to a fresh reservation: `auto` asks for huge pages only where memory
+/// is likely to stay dense (direct mappings and L2.5 slabs, both 2 MiB-aligned and at least
+/// 2 MiB), `on` everywhere, `off` forbids them (even where the system default is `always`).
+fn advise_thp(p: *mut u8, size: usize, tag: Tag) {
+    const HUGE: usize = 2 << 20;
+    let dense = matches!(tag, map::TAG_LARGE | map::TAG_L25) && size >= HUGE;
+    let advice = match crate::config::get().thp {
+        Thp::Off => libc::MADV_NOHUGEPAGE,
+        Thp::On => libc::MADV_HUGEPAGE,
+        Thp::Auto if dense => libc::MADV_HUGEPAGE,
+        Thp::Auto => return,
+    };
+    // SAFETY: advice on a fresh reservation of ours; failure (no THP support) is harmless.
+    os::keep_errno(|| unsafe { libc::madvise(p.cast(), size, advice) });
+}
+
 /// The operating system as a page source.
 pub struct OsPages;
 
@@ -36,6 +53,7 @@ impl PageSource for OsPages {
         debug_assert!(align.is_power_of_two() && align >= CHUNK_SIZE);
         let p = os::map_aligned(size, align);
         if !p.is_null() {
+            advise_thp(p, size, tag);
             map::MAP.set(p as usize, size, tag);
             stats::OS_MAPPED.add(size as u64);
             stats::OS_SEGMENTS.add(1);

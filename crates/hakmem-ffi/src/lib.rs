@@ -2,7 +2,8 @@
 //!
 //! Role: exports the whole malloc family with C/POSIX semantics over the `hakmem` facade, for
 //! `LD_PRELOAD=libhakmem.so program`: `malloc free calloc realloc reallocarray posix_memalign
-//! aligned_alloc memalign valloc pvalloc malloc_usable_size free_sized free_aligned_sized`, the
+//! aligned_alloc memalign valloc pvalloc malloc_usable_size free_sized free_aligned_sized
+//! malloc_trim`, the
 //! `__libc_*` aliases glibc-internal callers use, and hakmem's own `hakmem_stats_format` and
 //! `hakmem_owns`.
 //!
@@ -197,6 +198,14 @@ pub unsafe extern "C" fn hakmem_stats_format(buf: *mut c_char, cap: usize) -> us
         }
     }
     bytes.len()
+}
+
+/// Gives every free slab and cached mapping back to the OS now, whatever the purge delay.
+/// Returns 1 (memory may have been released); `pad` is ignored.
+#[unsafe(no_mangle)]
+pub extern "C" fn malloc_trim(_pad: usize) -> c_int {
+    hakmem_core::os::keep_errno(hakmem::trim);
+    1
 }
 
 /// 1 if `p` lies in memory hakmem manages, else 0.

@@ -183,6 +183,12 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     q
 }
 
+/// Gives every free slab and cached mapping back to the OS now, whatever the purge delay (what
+/// `malloc_trim` does).
+pub fn trim() {
+    hakmem_core::purge::trim();
+}
+
 /// Whether `p` lies in memory hakmem manages.
 pub fn owns(p: *const u8) -> bool {
     map::tag_of(p) != TAG_NONE

@@ -40,6 +40,10 @@ pub struct Slab {
     pub(crate) next: Cell<*mut Slab>,
     pub(crate) prev: Cell<*mut Slab>,
     pub(crate) heap_id: Cell<u64>,
+    /// While in the pool's free list: when it was freed (ms) and how resident it still is
+    /// (`purge::Stage`).
+    pub(crate) freed_at: Cell<u64>,
+    pub(crate) stage: Cell<u8>,
 }
 
 // SAFETY: the Cell fields are touched only by the owning thread (or under the pool lock while
@@ -63,6 +67,8 @@ impl Slab {
             next: Cell::new(ptr::null_mut()),
             prev: Cell::new(ptr::null_mut()),
             heap_id: Cell::new(0),
+            freed_at: Cell::new(0),
+            stage: Cell::new(0),
         }
     }
 

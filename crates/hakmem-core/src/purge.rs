@@ -1,0 +1,212 @@
+//! Giving freed memory back to the OS: in batches, off the fast path, after a delay.
+//!
+//! Memory that no block uses any more (an empty slab in a pool's free list) is *hot* when
+//! freed: kept resident so that reuse costs no page fault. [`decide`] ages it by the
+//! configured [`FreePolicy`]: after the purge delay it becomes *warm* (`MADV_FREE`: the kernel
+//! may take the pages back under memory pressure) and after four delays *cold*
+//! (`MADV_DONTNEED`: the pages go back now, RSS falls). Purge passes run on allocator slow
+//! paths — a slab taken or given back, a direct mapping made or freed — at most once per half
+//! delay, and purge every registered slab pool in one batch; an idle process keeps what it has
+//! until its next allocator call or an explicit trim ([`trim`], `malloc_trim`).
+
+use crate::config::{self, FreePolicy};
+use crate::os;
+use crate::slab::pool::SlabPool;
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+/// How resident a free range is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Stage {
+    /// Resident and dirty: reuse is free.
+    Hot = 0,
+    /// `MADV_FREE`d: resident until the kernel needs the pages.
+    Warm = 1,
+    /// `MADV_DONTNEED`d: not resident; reuse faults fresh zero pages.
+    Cold = 2,
+}
+
+impl Stage {
+    /// The stage stored as a byte.
+    pub fn from_u8(b: u8) -> Stage {
+        match b {
+            0 => Stage::Hot,
+            1 => Stage::Warm,
+            _ => Stage::Cold,
+        }
+    }
+}
+
+/// What to do with a free range now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Advice {
+    /// Nothing yet.
+    Wait,
+    /// `madvise(MADV_FREE)`, then the range is [`Stage::Warm`].
+    Free,
+    /// `madvise(MADV_DONTNEED)`, then the range is [`Stage::Cold`].
+    DontNeed,
+}
+
+/// The advice for a range in `stage` since `since` (ms), at `now` (ms). `force` (a trim) skips
+/// the delay: everything not cold goes cold, unless the policy is to keep.
+pub fn decide(
+    policy: FreePolicy,
+    delay: u64,
+    stage: Stage,
+    since: u64,
+    now: u64,
+    force: bool,
+) -> Advice {
+    let age = now.saturating_sub(since);
+    match (policy, stage) {
+        (_, Stage::Cold) | (FreePolicy::Keep, _) => Advice::Wait,
+        _ if force => Advice::DontNeed,
+        (FreePolicy::DontNeed, _) => Advice::DontNeed,
+        (FreePolicy::Free, Stage::Hot) if age >= delay => Advice::Free,
+        (FreePolicy::Free, _) => Advice::Wait,
+        (FreePolicy::Adaptive, _) if age >= 4 * delay => Advice::DontNeed,
+        (FreePolicy::Adaptive, Stage::Hot) if age >= delay => Advice::Free,
+        (FreePolicy::Adaptive, _) => Advice::Wait,
+    }
+}
+
+/// Applies `advice` to a page-aligned range; returns the stage it leaves the range in.
+///
+/// # Safety
+/// The range must be mapped and hold no live data.
+pub unsafe fn apply(advice: Advice, p: *mut u8, len: usize, stage: Stage) -> Stage {
+    let how = match advice {
+        Advice::Wait => return stage,
+        Advice::Free => libc::MADV_FREE,
+        Advice::DontNeed => libc::MADV_DONTNEED,
+    };
+    // SAFETY: the caller owns the dead range.
+    let rc = os::keep_errno(|| unsafe { libc::madvise(p.cast(), len, how) });
+    match (rc, advice) {
+        (0, Advice::Free) => Stage::Warm,
+        (0, _) => Stage::Cold,
+        _ => stage,
+    }
+}
+
+const SLOTS: usize = 8;
+/// The slab pools a purge pass visits (registered by each pool when it first maps memory).
+static POOLS: [AtomicPtr<SlabPool>; SLOTS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; SLOTS];
+static REGISTERED: AtomicUsize = AtomicUsize::new(0);
+static LAST_PASS: AtomicU64 = AtomicU64::new(0);
+
+/// Registers a pool, once (the pool guards with its own flag). A pool beyond [`SLOTS`] is
+/// not visited by passes (its memory still goes back under the `dontneed` policy).
+pub(crate) fn register(pool: &'static SlabPool) {
+    let i = REGISTERED.fetch_add(1, Ordering::AcqRel);
+    if let Some(slot) = POOLS.get(i) {
+        slot.store(pool as *const SlabPool as *mut SlabPool, Ordering::Release);
+    }
+}
+
+fn each(f: impl Fn(&'static SlabPool)) {
+    for slot in &POOLS {
+        // SAFETY: slots hold null or a `&'static SlabPool` stored by `register`.
+        if let Some(p) = unsafe { slot.load(Ordering::Acquire).as_ref() } {
+            f(p);
+        }
+    }
+}
+
+/// A purge pass over every pool, if the last one was at least half a delay ago. Called from
+/// slow paths; cheap when it is not time (a clock read and a load).
+pub fn tick() {
+    let cfg = config::get();
+    if cfg.free_policy == FreePolicy::Keep {
+        return;
+    }
+    let now = os::now_ms();
+    let last = LAST_PASS.load(Ordering::Relaxed);
+    if now.saturating_sub(last) < (cfg.purge_delay_ms / 2).max(1) {
+        return;
+    }
+    if LAST_PASS
+        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+        .is_ok()
+    {
+        each(|p| p.purge(now, false));
+    }
+}
+
+/// Purges every pool now, whatever the delay (`malloc_trim`).
+pub fn trim() {
+    let now = os::now_ms();
+    LAST_PASS.store(now, Ordering::Relaxed);
+    each(|p| p.purge(now, true));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use FreePolicy::*;
+
+    #[test]
+    fn aging_follows_the_policy() {
+        let d = 100;
+        assert_eq!(
+            decide(Adaptive, d, Stage::Hot, 1000, 1050, false),
+            Advice::Wait
+        );
+        assert_eq!(
+            decide(Adaptive, d, Stage::Hot, 1000, 1100, false),
+            Advice::Free
+        );
+        assert_eq!(
+            decide(Adaptive, d, Stage::Warm, 1000, 1399, false),
+            Advice::Wait
+        );
+        assert_eq!(
+            decide(Adaptive, d, Stage::Warm, 1000, 1400, false),
+            Advice::DontNeed
+        );
+        assert_eq!(
+            decide(Adaptive, d, Stage::Hot, 1000, 1400, false),
+            Advice::DontNeed
+        );
+        assert_eq!(
+            decide(Adaptive, d, Stage::Cold, 0, 99_999, true),
+            Advice::Wait
+        );
+        assert_eq!(decide(Keep, d, Stage::Hot, 0, 99_999, true), Advice::Wait);
+        assert_eq!(decide(Free, d, Stage::Hot, 1000, 1100, false), Advice::Free);
+        assert_eq!(
+            decide(Free, d, Stage::Warm, 1000, 99_999, false),
+            Advice::Wait
+        );
+        assert_eq!(
+            decide(DontNeed, d, Stage::Hot, 1000, 1000, false),
+            Advice::DontNeed
+        );
+        assert_eq!(
+            decide(Adaptive, d, Stage::Hot, 1000, 1000, true),
+            Advice::DontNeed
+        );
+        // A clock that went backwards never ages anything.
+        assert_eq!(
+            decide(Adaptive, d, Stage::Hot, 2000, 1000, false),
+            Advice::Wait
+        );
+    }
+
+    #[test]
+    fn dontneed_zeroes_and_reports_cold() {
+        let len = 4 * crate::os::PAGE;
+        let p = crate::os::map(len);
+        assert!(!p.is_null());
+        // SAFETY: a fresh private mapping of `len` bytes, unmapped at the end.
+        unsafe {
+            p.write_bytes(0xAB, len);
+            assert_eq!(apply(Advice::DontNeed, p, len, Stage::Hot), Stage::Cold);
+            assert_eq!(*p.add(len - 1), 0);
+            assert_eq!(apply(Advice::Free, p, len, Stage::Hot), Stage::Warm);
+            crate::os::unmap(p, len);
+        }
+    }
+}
