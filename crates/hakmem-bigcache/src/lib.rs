@@ -74,12 +74,6 @@ pub const fn class_of(len: usize) -> Option<usize> {
     Some((len >> CHUNK_SHIFT) - 1)
 }
 
-/// The length of the mappings of class `class`.
-#[inline]
-const fn class_len(class: usize) -> usize {
-    (class + 1) << CHUNK_SHIFT
-}
-
 /// What the cache keeps and for how long.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BigCacheConfig {
@@ -163,6 +157,12 @@ mod cache {
         shards: [Shard<SLOTS_PER_CLASS>; MAX_CHUNKS],
         meta: Meta,
         counters: Counters,
+    }
+
+    /// The length of the mappings of class `class`.
+    #[inline]
+    const fn class_len(class: usize) -> usize {
+        (class + 1) << CHUNK_SHIFT
     }
 
     /// Gives a mapping the cache owns back to the OS.

@@ -132,19 +132,15 @@ mod api {
     type L2Heap = Heap<L2, CLASSES_PER_POOL, CLASSES_PER_POOL>;
     type L25Heap = Heap<L25, CLASSES_PER_POOL, CLASSES_PER_POOL>;
 
-    std::thread_local! {
-        static L2_HEAP: L2Heap = const { L2Heap::new() };
-        static L25_HEAP: L25Heap = const { L25Heap::new() };
-    }
+    hakmem_core::thread_heap!(fn l2_heap() -> L2Heap, "hakmem_pool_l2_tls_heap", CLASSES_PER_POOL);
+    hakmem_core::thread_heap!(fn l25_heap() -> L25Heap, "hakmem_pool_l25_tls_heap", CLASSES_PER_POOL);
 
-    fn l2_heap() -> &'static L2Heap {
-        // SAFETY: the heap lives as long as the thread, and the reference never leaves it.
-        L2_HEAP.with(|h| unsafe { &*(h as *const L2Heap) })
-    }
-
-    fn l25_heap() -> &'static L25Heap {
-        // SAFETY: as in `l2_heap`.
-        L25_HEAP.with(|h| unsafe { &*(h as *const L25Heap) })
+    #[cfg(test)]
+    #[test]
+    fn fresh_threads_have_fresh_heaps() {
+        std::thread::spawn(|| assert!(l2_heap().is_fresh() && l25_heap().is_fresh()))
+            .join()
+            .unwrap();
     }
 
     /// Allocates `size` bytes (1 KiB < size ≤ 1 MiB), 16-byte aligned (128 for L2.5).

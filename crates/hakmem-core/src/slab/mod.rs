@@ -18,6 +18,8 @@ pub mod meta;
 #[cfg(not(loom))]
 pub mod pool;
 pub mod remote;
+#[cfg(not(loom))]
+pub mod tls;
 
 #[cfg(not(loom))]
 pub use tier::*;
