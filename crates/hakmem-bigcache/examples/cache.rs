@@ -3,7 +3,7 @@
 //! `cargo run --release -p hakmem-bigcache --example cache`
 
 use hakmem_bigcache::{BigCache, BigCacheConfig};
-use hakmem_core::large::{self, MappingCache};
+use hakmem_core::large;
 use hakmem_core::os::PAGE;
 use hakmem_core::stats;
 use std::time::Instant;
@@ -11,24 +11,6 @@ use std::time::Instant;
 /// The process's cache: `const`-initialised, so it can sit in a `static` the allocator uses
 /// before `main`; the configuration is adjusted once the environment has been read.
 static CACHE: BigCache = BigCache::new(BigCacheConfig::DEFAULT);
-
-/// Frees a block of the large path through `cache` (the mapping is kept when the cache takes
-/// it, unmapped otherwise). Stands in for `large::free_in(cache, p)`, which large.rs documents
-/// but does not define yet; it only handles blocks allocated with `align <= PAGE`.
-///
-/// # Safety
-/// `p` must be a live block from `large::alloc_in(.., align <= PAGE)`, not used afterwards.
-unsafe fn free_in(cache: &impl MappingCache, p: *mut u8) {
-    // SAFETY: the caller's contract: `p` is live, so its header page at `p - PAGE` starts the
-    // mapping, which runs to the end of the block's usable size.
-    unsafe {
-        let len = large::usable_size(p) + PAGE;
-        let base = p.sub(PAGE);
-        if !cache.put(base, len) {
-            large::free(p);
-        }
-    }
-}
 
 fn minor_faults() -> i64 {
     // SAFETY: getrusage fills the zeroed struct we pass.
@@ -53,7 +35,7 @@ fn main() {
         // overwritten whole here; a calloc would have to zero a block that is not fresh.)
         unsafe {
             p.write_bytes(round as u8, SIZE);
-            free_in(&CACHE, p);
+            large::free_in(&CACHE, p);
         }
         println!(
             "round {round}: {} mapping at {p:p}, {} page faults, {:?}",

@@ -4,8 +4,9 @@
 //! for reuse, keyed by size class, bounded by a byte budget and released by age, so that a
 //! program that frees and reallocates big blocks avoids both the `mmap`/`munmap` pair and the
 //! page faults of touching fresh memory: a cached mapping keeps its physical pages. [`BigCache`]
-//! implements `hakmem_core::large::MappingCache`; `large::alloc_in` asks it first and
-//! `large::free_in` offers it the mapping before unmapping.
+//! implements `hakmem_core::large::MappingCache`: `large::alloc_in` asks it first, and the
+//! free side (`large::free_in`, documented by large.rs) offers it the mapping before unmapping.
+//! `examples/cache.rs` shows the round trip.
 //!
 //! ## Design
 //!
@@ -268,15 +269,32 @@ mod cache {
         /// [`MappingCache::take`] at time `now_ms`: a cached mapping of exactly `len` bytes
         /// whose base is a multiple of `align` (a power of two), the most recently put one.
         pub fn take_at(&self, len: usize, align: usize, now_ms: u64) -> Option<*mut u8> {
-            let got = match class_of(len) {
-                Some(c) if align.is_power_of_two() => {
-                    self.shards[c].take_newest(align.max(CHUNK_SIZE))
+            self.take_fit_at(len, len, align, now_ms).map(|(p, _)| p)
+        }
+
+        /// Takes the shortest cached mapping of `len..=max_len` bytes (whole chunks) whose base
+        /// is aligned to `align`, with its length. A hit counts once, a miss once.
+        pub fn take_fit_at(
+            &self,
+            len: usize,
+            max_len: usize,
+            align: usize,
+            now_ms: u64,
+        ) -> Option<(*mut u8, usize)> {
+            let got = match (class_of(len), align.is_power_of_two()) {
+                (Some(first), true) => {
+                    let last = class_of(max_len.max(len)).unwrap_or(MAX_CHUNKS - 1);
+                    (first..=last).find_map(|c| {
+                        self.shards[c]
+                            .take_newest(align.max(CHUNK_SIZE))
+                            .map(|b| (b, (c + 1) * CHUNK_SIZE))
+                    })
                 }
                 _ => None,
             };
             match got {
-                Some(_) => {
-                    self.meta.cached.fetch_sub(len, Relaxed);
+                Some((_, got_len)) => {
+                    self.meta.cached.fetch_sub(got_len, Relaxed);
                     self.counters.hits.fetch_add(1, Relaxed);
                 }
                 None => {
@@ -285,7 +303,7 @@ mod cache {
             }
             // After the take: an old entry that is wanted now is better reused than released.
             self.maybe_trim(now_ms);
-            got.map(ptr::with_exposed_provenance_mut)
+            got.map(|(b, l)| (ptr::with_exposed_provenance_mut(b), l))
         }
 
         /// Releases every entry unused for longer than `max_age_ms` at time `now_ms`, then
@@ -402,8 +420,8 @@ mod cache {
     }
 
     impl MappingCache for BigCache {
-        fn take(&self, len: usize, align: usize) -> Option<*mut u8> {
-            self.take_at(len, align, os::now_ms())
+        fn take(&self, len: usize, max_len: usize, align: usize) -> Option<(*mut u8, usize)> {
+            self.take_fit_at(len, max_len, align, os::now_ms())
         }
         fn put(&self, base: *mut u8, len: usize) -> bool {
             self.put_at(base, len, os::now_ms())

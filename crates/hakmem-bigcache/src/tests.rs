@@ -336,7 +336,10 @@ fn stress_never_handed_out_twice() {
                     rng ^= rng >> 7;
                     rng ^= rng << 17;
                     let len = if rng & 1 == 0 { C } else { 2 * C };
-                    let p = CACHE.take(len, C).unwrap_or_else(|| map(len, C));
+                    let p = CACHE
+                        .take(len, len, C)
+                        .map(|(p, _)| p)
+                        .unwrap_or_else(|| map(len, C));
                     assert!(
                         owned.lock().unwrap().insert(p as usize),
                         "{p:p} handed out twice"

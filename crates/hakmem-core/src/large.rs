@@ -38,9 +38,10 @@ fn reservation(size: usize, align: usize) -> Option<(usize, usize)> {
 /// Mappings are chunk-aligned, a whole number of chunks long, and stay tagged
 /// [`TAG_LARGE`] in the owner map while cached. Their contents are stale, not zero.
 pub trait MappingCache: Sync {
-    /// Takes a cached mapping of exactly `len` bytes whose base is aligned to `align` (a power
-    /// of two ≥ [`CHUNK_SIZE`]), if there is one. It is the caller's from then on.
-    fn take(&self, len: usize, align: usize) -> Option<*mut u8>;
+    /// Takes a cached mapping of `len` to `max_len` bytes whose base is aligned to `align` (a
+    /// power of two ≥ [`CHUNK_SIZE`]), if there is one, with its length. It is the caller's from
+    /// then on.
+    fn take(&self, len: usize, max_len: usize, align: usize) -> Option<(*mut u8, usize)>;
     /// Offers the mapping `[base, base + len)` for reuse. True: the cache keeps it (and releases
     /// it itself one day, through [`OS_PAGES`]); false: the caller must release it.
     fn put(&self, base: *mut u8, len: usize) -> bool;
@@ -50,7 +51,7 @@ pub trait MappingCache: Sync {
 pub struct NoCache;
 
 impl MappingCache for NoCache {
-    fn take(&self, _len: usize, _align: usize) -> Option<*mut u8> {
+    fn take(&self, _len: usize, _max_len: usize, _align: usize) -> Option<(*mut u8, usize)> {
         None
     }
     fn put(&self, _base: *mut u8, _len: usize) -> bool {
@@ -73,9 +74,13 @@ pub fn alloc_in(cache: &impl MappingCache, size: usize, align: usize) -> (*mut u
     };
     let seg_align = align.max(CHUNK_SIZE);
     crate::purge::tick();
-    let (base, fresh) = match cache.take(len, seg_align) {
-        Some(b) => (b, false),
-        None => (OS_PAGES.reserve(len, seg_align, TAG_LARGE), true),
+    // A cached mapping up to half as long again serves the request: the excess is address
+    // space (and the pages the previous block touched), and the hit rate on varied sizes is
+    // what saves the page faults.
+    let max_len = len + ((len / 2) & !(CHUNK_SIZE - 1));
+    let (base, len, fresh) = match cache.take(len, max_len, seg_align) {
+        Some((b, l)) => (b, l, false),
+        None => (OS_PAGES.reserve(len, seg_align, TAG_LARGE), len, true),
     };
     if base.is_null() {
         return (base, false);
@@ -112,6 +117,15 @@ fn header(p: *mut u8) -> Option<*mut Header> {
 /// # Safety
 /// `p` must lie in a chunk the owner map tags as large.
 pub unsafe fn free(p: *mut u8) {
+    // SAFETY: forwarded contract.
+    unsafe { free_in(&NoCache, p) }
+}
+
+/// Frees a block, offering its mapping to `cache` before unmapping it.
+///
+/// # Safety
+/// As for [`free`].
+pub unsafe fn free_in(cache: &impl MappingCache, p: *mut u8) {
     let Some(h) = header(p) else {
         return crate::diag::bad_pointer("free", p);
     };
@@ -121,8 +135,11 @@ pub unsafe fn free(p: *mut u8) {
             let (base, len) = ((*h).base, (*h).len);
             (*h).magic = 0;
             stats::LARGE_FREES.add(1);
-            OS_PAGES.release(base, len);
+            if !cache.put(base, len) {
+                OS_PAGES.release(base, len);
+            }
         }
+        crate::purge::tick();
     });
 }
 

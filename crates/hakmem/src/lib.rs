@@ -11,7 +11,7 @@
 //! | 0..=1 KiB | Tiny (`hakmem-tiny`): per-thread 64 KiB slabs |
 //! | up to 32 KiB | L2 pool (`hakmem-pool`): per-thread 256 KiB slabs |
 //! | up to 1 MiB | L2.5 pool (`hakmem-pool`): per-thread 4 MiB slabs |
-//! | above | direct mappings (`hakmem_core::large`) |
+//! | above | direct mappings (`hakmem_core::large`), freed ones kept for reuse by the BigCache (`hakmem-bigcache`) |
 //!
 //! Alignments beyond 128 bytes for sizes up to 1 MiB come from page runs
 //! (`hakmem_core::run`), larger ones from direct mappings.
@@ -22,9 +22,13 @@
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
+use hakmem_bigcache::{BigCache, BigCacheConfig};
 use hakmem_core::class::TINY_MAX;
+use hakmem_core::config::{self, FreePolicy};
+use hakmem_core::large::NoCache;
 use hakmem_core::map::{self, TAG_L2, TAG_L25, TAG_LARGE, TAG_NONE, TAG_RUN, TAG_TINY};
 use hakmem_core::run::RUN_MAX;
+use hakmem_core::sync::{AtomicU8, Ordering};
 use hakmem_core::{diag, large, run};
 
 pub use hakmem_core::stats::Stats;
@@ -62,7 +66,39 @@ fn alloc_big(size: usize, align: usize) -> *mut u8 {
     } else if size <= RUN_MAX && align <= RUN_MAX {
         run::alloc(size, align)
     } else {
-        large::alloc(size, align)
+        alloc_large(size, align).0
+    }
+}
+
+/// The process's cache of freed direct mappings.
+static BIGCACHE: BigCache = BigCache::new(BigCacheConfig::DEFAULT);
+static BIGCACHE_SET: AtomicU8 = AtomicU8::new(0);
+
+/// The BigCache, if the configuration uses one (set up from the configuration on first use:
+/// entries unused for ten purge delays go back to the OS).
+fn bigcache() -> Option<&'static BigCache> {
+    let cfg = config::get();
+    if !cfg.bigcache || cfg.free_policy == FreePolicy::DontNeed {
+        return None;
+    }
+    if BIGCACHE_SET.load(Ordering::Acquire) == 0 && BIGCACHE_SET.swap(1, Ordering::AcqRel) == 0 {
+        let max_age_ms = match cfg.free_policy {
+            FreePolicy::Keep => u64::MAX / 2,
+            _ => cfg.purge_delay_ms.saturating_mul(10).max(1),
+        };
+        BIGCACHE.set_config(BigCacheConfig {
+            max_age_ms,
+            ..BigCacheConfig::DEFAULT
+        });
+    }
+    Some(&BIGCACHE)
+}
+
+/// A direct mapping, from the BigCache when it has one; true when fresh (zero) memory.
+fn alloc_large(size: usize, align: usize) -> (*mut u8, bool) {
+    match bigcache() {
+        Some(c) => large::alloc_in(c, size, align),
+        None => large::alloc_in(&NoCache, size, align),
     }
 }
 
@@ -80,9 +116,17 @@ pub fn alloc_aligned(size: usize, align: usize) -> *mut u8 {
 
 /// Allocates `size` zeroed bytes aligned to `align`. Null when out of memory.
 pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
+    if size > hakmem_pool::MAX_SIZE && (align <= POOL_ALIGN || size > RUN_MAX) {
+        // Fresh mappings are zero already; only one from the BigCache needs clearing.
+        let (p, fresh) = alloc_large(size, align);
+        if !p.is_null() && !fresh {
+            // SAFETY: `p` is a live block of at least `size` bytes.
+            unsafe { ptr::write_bytes(p, 0, size) };
+        }
+        return p;
+    }
     let p = alloc_aligned(size, align);
-    // Direct mappings are always fresh from the OS, hence already zero.
-    if !p.is_null() && map::tag_of(p) != TAG_LARGE {
+    if !p.is_null() {
         // SAFETY: `p` is a fresh block of at least `size` bytes.
         unsafe { ptr::write_bytes(p, 0, size) };
     }
@@ -115,7 +159,10 @@ unsafe fn free_other(p: *mut u8, tag: map::Tag) {
             TAG_L2 => hakmem_pool::free_l2(p),
             TAG_L25 => hakmem_pool::free_l25(p),
             TAG_RUN => run::free(p),
-            TAG_LARGE => large::free(p),
+            TAG_LARGE => match bigcache() {
+                Some(c) => large::free_in(c, p),
+                None => large::free(p),
+            },
             _ if p.is_null() => {}
             _ => diag::bad_pointer("free", p),
         }
@@ -187,6 +234,7 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
 /// `malloc_trim` does).
 pub fn trim() {
     hakmem_core::purge::trim();
+    BIGCACHE.release_all();
 }
 
 /// Whether `p` lies in memory hakmem manages.

@@ -77,8 +77,9 @@ impl Default for RemoteList {
     }
 }
 
-#[cfg(loom)]
+#[cfg(all(test, loom))]
 mod loom_tests {
+    extern crate std;
     use super::*;
     use loom::sync::Arc;
     use std::boxed::Box;
