@@ -73,7 +73,7 @@ pub fn alloc_in(cache: &impl MappingCache, size: usize, align: usize) -> (*mut u
         return (ptr::null_mut(), false);
     };
     let seg_align = align.max(CHUNK_SIZE);
-    crate::purge::tick();
+    crate::purge::tick(true);
     // A cached mapping up to half as long again serves the request: the excess is address
     // space (and the pages the previous block touched), and the hit rate on varied sizes is
     // what saves the page faults.
@@ -139,7 +139,7 @@ pub unsafe fn free_in(cache: &impl MappingCache, p: *mut u8) {
                 OS_PAGES.release(base, len);
             }
         }
-        crate::purge::tick();
+        crate::purge::tick(true);
     });
 }
 

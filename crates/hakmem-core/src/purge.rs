@@ -116,8 +116,9 @@ fn each(f: impl Fn(&'static SlabPool)) {
 }
 
 /// A purge pass over every pool, if the last one was at least half a delay ago. Called from
-/// slow paths; cheap when it is not time (a clock read and a load).
-pub fn tick() {
+/// slow paths; cheap when it is not time (a clock read and a load). `local`: the caller is
+/// outside every heap operation, so the pass also trims the calling thread's heaps first.
+pub fn tick(local: bool) {
     let cfg = config::get();
     if cfg.free_policy == FreePolicy::Keep {
         return;
@@ -131,14 +132,19 @@ pub fn tick() {
         .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
         .is_ok()
     {
+        if local {
+            each(|p| p.trim_local());
+        }
         each(|p| p.purge(now, false));
     }
 }
 
-/// Purges every pool now, whatever the delay (`malloc_trim`).
+/// Trims the calling thread's heaps and purges every pool now, whatever the delay
+/// (`malloc_trim`).
 pub fn trim() {
     let now = os::now_ms();
     LAST_PASS.store(now, Ordering::Relaxed);
+    each(|p| p.trim_local());
     each(|p| p.purge(now, true));
 }
 

@@ -9,7 +9,7 @@
 //! | sizes | tier |
 //! |---|---|
 //! | 0..=1 KiB | Tiny (`hakmem-tiny`): per-thread 64 KiB slabs |
-//! | up to 32 KiB | L2 pool (`hakmem-pool`): per-thread 256 KiB slabs |
+//! | up to 32 KiB | L2 pool (`hakmem-pool`): per-thread 512 KiB slabs |
 //! | up to 1 MiB | L2.5 pool (`hakmem-pool`): per-thread 4 MiB slabs |
 //! | above | direct mappings (`hakmem_core::large`), freed ones kept for reuse by the BigCache (`hakmem-bigcache`) |
 //!

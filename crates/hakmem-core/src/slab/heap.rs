@@ -353,6 +353,49 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
         true
     }
 
+    /// Gives back what this heap holds but does not use: every slab whose blocks are all free
+    /// (after collecting other threads' frees), the pinned one included, and the cached empty slabs (they go to the pool, whose purge policy
+    /// returns their pages). Called by the owner thread at a purge pass, outside any heap
+    /// operation.
+    pub(crate) fn trim(&self) {
+        if self.state.get() != ACTIVE {
+            return;
+        }
+        for class in 0..C {
+            // Slabs whose last blocks were freed by other threads are only found by collecting.
+            for q in [&self.avail[class], &self.full[class]] {
+                let mut p = q.head.get();
+                while let Some(s) = unsafe_ref(p) {
+                    p = s.next.get();
+                    if core::ptr::eq(s, self.pinned[class].get()) {
+                        continue;
+                    }
+                    s.collect(G::counters());
+                    if s.used.get() == 0 {
+                        q.remove(s);
+                        G::pool().release(s);
+                    }
+                }
+            }
+            let Some(s) = unsafe_ref(self.pinned[class].get()) else {
+                continue;
+            };
+            s.collect(G::counters());
+            if s.used.get() == 1 {
+                self.pinned[class].set(ptr::null_mut());
+                s.used.set(0);
+                self.avail[class].remove(s);
+                self.refresh_direct(class);
+                G::pool().release(s);
+            }
+        }
+        while let Some(s) = unsafe_ref(self.empty.get()) {
+            self.empty.set(s.next.get());
+            G::pool().release(s);
+        }
+        self.empty_count.set(0);
+    }
+
     /// Gives every slab back (thread exit) and resets the heap to its initial state.
     pub(crate) fn abandon_all(&self) {
         for class in 0..C {
@@ -390,6 +433,20 @@ unsafe extern "C" fn on_thread_exit<G: Geometry, const D: usize, const C: usize>
     unsafe { (*heap.cast::<Heap<G, D, C>>()).abandon_all() };
 }
 
+/// Trims the calling thread's heap of tier `G`, if it has one (found through the exit key).
+fn trim_local<G: Geometry, const D: usize, const C: usize>() {
+    let key = G::pool().exit_key.load(Ordering::Acquire);
+    if key >= KEY_BUSY {
+        return;
+    }
+    // SAFETY: the key exists; its value for this thread is null or this thread's live heap.
+    let h = unsafe { libc::pthread_getspecific(key) }.cast::<Heap<G, D, C>>();
+    // SAFETY: as above.
+    if let Some(h) = unsafe { h.as_ref() } {
+        h.trim();
+    }
+}
+
 /// Makes the thread's exit call `on_thread_exit(heap)` (one key per tier, created once).
 fn register_exit<G: Geometry, const D: usize, const C: usize>(heap: &Heap<G, D, C>) {
     let slot = &G::pool().exit_key;
@@ -405,6 +462,7 @@ fn register_exit<G: Geometry, const D: usize, const C: usize>(heap: &Heap<G, D, 
             let rc = unsafe { libc::pthread_key_create(&mut k, Some(on_thread_exit::<G, D, C>)) };
             key = if rc == 0 { k } else { KEY_NONE };
             slot.store(key, Ordering::Release);
+            G::pool().set_local_trim(trim_local::<G, D, C>);
             if rc != 0 {
                 return; // no exit hook: the heap's slabs stay owned (bounded leak per thread)
             }

@@ -44,6 +44,9 @@ pub struct Slab {
     /// (`purge::Stage`).
     pub(crate) freed_at: Cell<u64>,
     pub(crate) stage: Cell<u8>,
+    /// In the first slab of a segment: how many of the segment's slabs are in the pool's free
+    /// list (all of them: the segment can go back to the OS whole).
+    pub(crate) seg_free: Cell<u32>,
 }
 
 // SAFETY: the Cell fields are touched only by the owning thread (or under the pool lock while
@@ -69,6 +72,7 @@ impl Slab {
             heap_id: Cell::new(0),
             freed_at: Cell::new(0),
             stage: Cell::new(0),
+            seg_free: Cell::new(0),
         }
     }
 

@@ -15,7 +15,8 @@ use crate::config::{self, FreePolicy};
 use crate::os::{self, PAGE};
 use crate::purge::{self, Advice, Stage};
 use crate::segment::{OS_PAGES, PageSource};
-use crate::sync::{AtomicU32, AtomicUsize, Mutex, Ordering, RawLock};
+use crate::stats::TierCounters;
+use crate::sync::{AtomicPtr, AtomicU32, AtomicUsize, Mutex, Ordering, RawLock};
 use core::ptr;
 
 /// The most classes a tier may have.
@@ -32,7 +33,8 @@ pub fn slab_of<G: Geometry>(p: *mut u8) -> &'static Slab {
 }
 
 struct Lists {
-    /// Unused slabs, linked through `next`.
+    /// Unused slabs, doubly linked through `next`/`prev`, counted per segment in the segment's
+    /// first slab (`seg_free`).
     free: *mut Slab,
     /// Abandoned slabs per class, linked through `next`.
     abandoned: [*mut Slab; MAX_CLASSES],
@@ -52,6 +54,12 @@ pub struct SlabPool {
     /// The tier's slab size, set when the pool first maps memory (0 before: not registered
     /// with the purge passes yet).
     slab_size: AtomicUsize,
+    /// The tier's segment size, set with `slab_size`.
+    segment: AtomicUsize,
+    /// The tier's counters, set with `slab_size`.
+    counters: AtomicPtr<TierCounters>,
+    /// `fn()` trimming the calling thread's heap of this tier (0 until a heap exists).
+    local_trim: AtomicUsize,
 }
 
 fn push(list: &mut *mut Slab, s: &Slab) {
@@ -81,7 +89,52 @@ unsafe fn purge_body(s: &Slab, size: usize, advice: Advice, stage: Stage) -> Sta
     unsafe { purge::apply(advice, body, size - PAGE, stage) }
 }
 
+/// The first slab of the segment of `segment` bytes holding `s`: it keeps the segment's count.
+fn seg_first(s: &Slab, segment: usize) -> &'static Slab {
+    // SAFETY: segments are aligned to their size and their first slab's header page is never
+    // purged while the segment is mapped.
+    unsafe { &*((s as *const Slab as usize & !(segment - 1)) as *const Slab) }
+}
+
 impl Lists {
+    fn free_push(&mut self, s: &Slab, segment: usize) {
+        let p = s as *const Slab as *mut Slab;
+        s.prev.set(ptr::null_mut());
+        s.next.set(self.free);
+        // SAFETY: list entries are slab headers in live segments, ours under the lock.
+        if let Some(h) = unsafe { self.free.as_ref() } {
+            h.prev.set(p);
+        }
+        self.free = p;
+        let first = seg_first(s, segment);
+        first.seg_free.set(first.seg_free.get() + 1);
+    }
+
+    fn free_remove(&mut self, s: &Slab, segment: usize) {
+        let (prev, next) = (s.prev.get(), s.next.get());
+        // SAFETY: as in `free_push`.
+        unsafe {
+            match prev.as_ref() {
+                Some(p) => p.next.set(next),
+                None => self.free = next,
+            }
+            if let Some(n) = next.as_ref() {
+                n.prev.set(prev);
+            }
+        }
+        s.next.set(ptr::null_mut());
+        s.prev.set(ptr::null_mut());
+        let first = seg_first(s, segment);
+        first.seg_free.set(first.seg_free.get() - 1);
+    }
+
+    fn free_pop(&mut self, segment: usize) -> Option<&'static Slab> {
+        // SAFETY: as in `free_push`.
+        let s = unsafe { self.free.as_ref()? };
+        self.free_remove(s, segment);
+        Some(s)
+    }
+
     /// The next never-used slab, its header written.
     fn take_fresh(&mut self, slab_size: usize) -> Option<&'static Slab> {
         if self.fresh == self.fresh_end {
@@ -115,6 +168,23 @@ impl SlabPool {
             }),
             exit_key: AtomicU32::new(u32::MAX),
             slab_size: AtomicUsize::new(0),
+            segment: AtomicUsize::new(0),
+            counters: AtomicPtr::new(ptr::null_mut()),
+            local_trim: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn set_local_trim(&self, f: fn()) {
+        self.local_trim.store(f as usize, Ordering::Release);
+    }
+
+    /// Trims the calling thread's heap of this tier (see `Heap::trim`).
+    pub(crate) fn trim_local(&self) {
+        let f = self.local_trim.load(Ordering::Acquire);
+        if f != 0 {
+            // SAFETY: the word was stored from a `fn()` by `set_local_trim`.
+            let f: fn() = unsafe { core::mem::transmute::<usize, fn()>(f) };
+            f();
         }
     }
 
@@ -131,12 +201,12 @@ impl SlabPool {
         class: usize,
     ) -> Option<(&'static Slab, bool)> {
         let size = slab_size::<G>();
-        purge::tick();
+        purge::tick(false);
         let mut l = self.lists.lock();
         if let Some(s) = pop(&mut l.abandoned[class]) {
             return Some((s, true));
         }
-        if let Some(s) = pop(&mut l.free).or_else(|| l.take_fresh(size)) {
+        if let Some(s) = l.free_pop(G::SEGMENT).or_else(|| l.take_fresh(size)) {
             return Some((s, false));
         }
         drop(l);
@@ -144,13 +214,18 @@ impl SlabPool {
         if base == 0 {
             return None;
         }
+        self.segment.store(G::SEGMENT, Ordering::Relaxed);
+        self.counters.store(
+            G::counters() as *const TierCounters as *mut TierCounters,
+            Ordering::Relaxed,
+        );
         if self.slab_size.swap(size, Ordering::Relaxed) == 0 {
             purge::register(self);
         }
         let mut l = self.lists.lock();
         // Another thread may have installed a segment meanwhile: keep its rest on the free list.
         while let Some(s) = l.take_fresh(size) {
-            push(&mut l.free, s);
+            l.free_push(s, G::SEGMENT);
         }
         l.fresh = base;
         l.fresh_end = base + G::SEGMENT;
@@ -173,16 +248,46 @@ impl SlabPool {
         }
         s.stage.set(stage as u8);
         s.freed_at.set(os::now_ms());
-        push(&mut self.lists.lock().free, s);
-        purge::tick();
+        let segment = self.segment.load(Ordering::Relaxed);
+        self.lists.lock().free_push(s, segment);
+        purge::tick(false);
     }
 
-    /// Ages every free slab at `now` (`force`: purge them all now). Runs under the lock, so no
-    /// slab is taken while its pages are being given back.
+    /// Ages every free slab at `now` (`force`: purge them all now). A slab due to go cold whose
+    /// whole segment is free takes its segment back to the OS instead (one `munmap`, nothing
+    /// left resident). Runs under the lock, so no slab is taken while its pages go back.
     pub(crate) fn purge(&self, now: u64, force: bool) {
         let cfg = config::get();
         let size = self.slab_size.load(Ordering::Relaxed);
-        let l = self.lists.lock();
+        let segment = self.segment.load(Ordering::Relaxed);
+        if size == 0 {
+            return;
+        }
+        let per_segment = (segment / size) as u32;
+        let mut l = self.lists.lock();
+        // Abandoned slabs whose blocks have all been freed since (remotely) are free slabs now.
+        // SAFETY: set together with `slab_size`, which is non-zero here.
+        let counters = unsafe { &*self.counters.load(Ordering::Relaxed) };
+        for class in 0..MAX_CLASSES {
+            let mut link: *mut *mut Slab = &mut l.abandoned[class];
+            // SAFETY: abandoned slabs are ownerless, touched only under this lock.
+            unsafe {
+                while let Some(s) = (*link).as_ref() {
+                    s.collect(counters);
+                    if s.used.get() == 0 {
+                        *link = s.next.get();
+                        s.capacity.set(0);
+                        s.carved.set(0);
+                        s.block_size.set(0);
+                        s.stage.set(Stage::Hot as u8);
+                        s.freed_at.set(now);
+                        l.free_push(s, segment);
+                    } else {
+                        link = s.next.as_ptr();
+                    }
+                }
+            }
+        }
         let mut p = l.free;
         // SAFETY: free-list entries are dead slabs of live segments, ours under the lock.
         while let Some(s) = unsafe { p.as_ref() } {
@@ -196,6 +301,28 @@ impl SlabPool {
                 now,
                 force,
             );
+            let base = s as *const Slab as usize & !(segment - 1);
+            let in_fresh = l.fresh < l.fresh_end && l.fresh_end - segment == base;
+            if advice == Advice::DontNeed
+                && seg_first(s, segment).seg_free.get() == per_segment
+                && !in_fresh
+            {
+                // Step the cursor past this segment, then unlink all its slabs and unmap it.
+                // SAFETY: as above.
+                while let Some(n) = unsafe { p.as_ref() } {
+                    if n as *const Slab as usize & !(segment - 1) != base {
+                        break;
+                    }
+                    p = n.next.get();
+                }
+                for i in 0..per_segment as usize {
+                    // SAFETY: every slab of the segment is on the free list (the count says so).
+                    l.free_remove(unsafe { &*((base + i * size) as *const Slab) }, segment);
+                }
+                // SAFETY: the whole segment is free and off every list.
+                unsafe { OS_PAGES.release(base as *mut u8, segment) };
+                continue;
+            }
             if advice != Advice::Wait {
                 // SAFETY: as above.
                 let new = unsafe { purge_body(s, size, advice, stage) };
