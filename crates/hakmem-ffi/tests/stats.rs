@@ -5,9 +5,10 @@
 mod common;
 use common::*;
 
-/// tiny.carved grows by >= 90,000 for 100,000 live malloc(32); run.* for
-/// 4 KiB..1 MiB; large.* and os.mapped for 2 MiB+ (checked in the C
-/// program, and the tiny delta re-checked here from its printed lines).
+/// tiny.carved grows by >= 90,000 for 100,000 live malloc(32); pool.* for
+/// 4 KiB..1 MiB; run.* for alignments beyond 128 (aligned_alloc(4096,
+/// 8192)); large.* and os.mapped for 2 MiB+ (checked in the C program, and
+/// the tiny and pool deltas re-checked here from its printed lines).
 #[test]
 fn stats_counters_grow() {
     let out = run_c_test("stats", &[], "stats", 50);
@@ -22,6 +23,27 @@ fn stats_counters_grow() {
     let (before, after) = (line("before-tiny"), line("after-tiny"));
     let grew = after["tiny.carved"] - before["tiny.carved"];
     assert!(grew >= 90_000, "tiny.carved grew by {grew}");
+    // Every `after-pool:` line shows pool.carved at least 8 above the
+    // `before-pool:` line printed just before it.
+    let mut pairs = 0;
+    let mut last_before = None;
+    for l in out.stdout.lines() {
+        if l.starts_with("before-pool: ") {
+            last_before = parse_stats(l);
+        } else if l.starts_with("after-pool: ") {
+            let a = parse_stats(l).expect("parsable after-pool line");
+            let b = last_before
+                .take()
+                .expect("before-pool line before after-pool");
+            let grew = a["pool.carved"] - b["pool.carved"];
+            assert!(
+                grew >= 8,
+                "8 live pool blocks grew pool.carved by {grew}: {l}"
+            );
+            pairs += 1;
+        }
+    }
+    assert_eq!(pairs, 7, "expected 7 pool sizes checked");
 }
 
 fn hello_output(stats_env: Option<&str>) -> Output {

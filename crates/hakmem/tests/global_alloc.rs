@@ -510,16 +510,43 @@ fn stats_in_fresh_process() {
     assert!(s1.tiny_slabs > 0, "tiny_slabs = 0");
     drop(tiny);
 
-    // Run path: 10 live 64 KiB blocks.
+    // L2.5 pool: 10 live 64 KiB blocks (a size this process never used
+    // before, so they are carved fresh), then L2: 10 live 5 KiB blocks.
+    for (n, what) in [(64 * KIB, "64 KiB"), (5 * KIB, "5 KiB")] {
+        let s0 = hakmem::stats();
+        let blocks: Vec<Vec<u8>> = (0..10).map(|_| vec![3u8; n]).collect();
+        let s1 = hakmem::stats();
+        assert!(
+            s1.pool_carved >= s0.pool_carved + 10,
+            "10 live {what} blocks grew pool_carved by {}",
+            s1.pool_carved - s0.pool_carved
+        );
+        assert!(
+            s1.pool_slabs > s0.pool_slabs,
+            "10 live {what} blocks of a fresh class took no pool slab"
+        );
+        assert_eq!(
+            (s1.run_allocs, s1.large_allocs),
+            (s0.run_allocs, s0.large_allocs),
+            "{what} blocks went to the page runs or direct mappings"
+        );
+        drop(blocks);
+    }
+
+    // Run path: over-aligned blocks (8 KiB aligned to 4096).
+    let layout = Layout::from_size_align(8 * KIB, 4096).unwrap();
     let s0 = hakmem::stats();
-    let runs: Vec<Vec<u8>> = (0..10).map(|_| vec![3u8; 64 * KIB]).collect();
+    let runs: Vec<*mut u8> = (0..10).map(|_| unsafe { alloc(layout) }).collect();
     let s1 = hakmem::stats();
+    assert!(runs.iter().all(|p| !p.is_null()));
     assert!(
         s1.run_allocs >= s0.run_allocs + 10,
-        "10 live 64 KiB blocks grew run_allocs by {}",
+        "10 live 8 KiB blocks aligned to 4096 grew run_allocs by {}",
         s1.run_allocs - s0.run_allocs
     );
-    drop(runs);
+    for p in runs {
+        unsafe { dealloc(p, layout) };
+    }
     let s2 = hakmem::stats();
     assert!(
         s2.run_frees >= s1.run_frees + 10,

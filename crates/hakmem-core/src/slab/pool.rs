@@ -279,8 +279,10 @@ impl SlabPool {
                         s.capacity.set(0);
                         s.carved.set(0);
                         s.block_size.set(0);
+                        // Its last block went at some unknown time since the thread left:
+                        // age it as long free, so this very pass can give it back.
                         s.stage.set(Stage::Hot as u8);
-                        s.freed_at.set(now);
+                        s.freed_at.set(0);
                         l.free_push(s, segment);
                     } else {
                         link = s.next.as_ptr();

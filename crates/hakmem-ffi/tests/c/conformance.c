@@ -855,7 +855,8 @@ static void t_stats_format(void) {
     CHECK(strlen(buf) == n, "returned length %zu but strlen %zu", n, strlen(buf));
     CHECK(strncmp(buf, "hakmem-stats: ", 14) == 0, "line does not start with 'hakmem-stats: ': %s", buf);
     CHECK(strchr(buf, '\n') == NULL, "line contains a newline: %s", buf);
-    static const char *keys[] = {"tiny.carved", "tiny.slabs",   "tiny.remote", "run.allocs", "run.frees",
+    static const char *keys[] = {"tiny.carved", "tiny.slabs",  "tiny.remote",  "pool.carved",
+                                 "pool.slabs",  "pool.remote", "run.allocs",   "run.frees",
                                  "large.allocs", "large.frees", "os.mapped",   "os.segments"};
     for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
         unsigned long long v;
