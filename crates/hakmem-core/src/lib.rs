@@ -3,10 +3,12 @@
 //! Role: obtains memory from the OS in chunk-aligned segments ([`segment`], [`os`]), records
 //! which tier owns each 4 MiB chunk in the address → owner map ([`map`]), defines the Tiny size
 //! classes ([`class`]), reads the configuration ([`config`]), keeps the counters ([`stats`]),
-//! and serves every size above Tiny until the pools exist: page runs up to 1 MiB ([`run`]) and
-//! direct mappings above ([`large`]). The slab engine ([`slab`]) is the machinery of the
-//! Tiny tier and the pools: per-thread heaps of aligned slabs with lock-free remote frees, each
-//! tier a [`slab::Geometry`]. Tiers plug in through [`tier::Tier`] and [`segment::PageSource`].
+//! gives freed memory back by policy ([`purge`]), and serves what the slab tiers do not: direct
+//! mappings above 1 MiB ([`large`], with an optional [`large::MappingCache`] in front) and page
+//! runs for over-aligned requests up to 1 MiB ([`run`]). The slab engine ([`slab`]) is the
+//! machinery of the Tiny tier and the pools: per-thread heaps of aligned slabs with lock-free
+//! remote frees, each tier a [`slab::Geometry`]. Tiers plug in through [`tier::Tier`] and
+//! [`segment::PageSource`].
 //!
 //! Invariants:
 //! - Every mapping hakmem makes starts on a chunk boundary and its chunks carry one owner tag,

@@ -1,6 +1,7 @@
-//! The page-run path: sizes above the Tiny tier up to [`RUN_MAX`], served as runs of whole
-//! 4 KiB pages inside 4 MiB run segments. Simple and correct rather than fast: one lock, a
-//! first-fit bitmap search. The pools (hakmem-pool) take over the hot sizes from here.
+//! The page-run path: requests up to [`RUN_MAX`] with an alignment beyond what the slab tiers
+//! give (128 bytes), served as runs of whole 4 KiB pages inside 4 MiB run segments, aligned to
+//! up to 1 MiB. Simple and correct rather than fast: one lock, a first-fit bitmap search; the
+//! sizes programs allocate in bulk go to the Tiny tier and the pools.
 //!
 //! Segment layout: page 0 holds the [`RunSegment`] header (bitmap of used pages, run length at
 //! each run's head page); pages 1..1024 are handed out. `free` finds the header by masking the
