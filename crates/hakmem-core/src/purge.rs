@@ -156,49 +156,29 @@ mod tests {
     #[test]
     fn aging_follows_the_policy() {
         let d = 100;
-        assert_eq!(
-            decide(Adaptive, d, Stage::Hot, 1000, 1050, false),
-            Advice::Wait
-        );
-        assert_eq!(
-            decide(Adaptive, d, Stage::Hot, 1000, 1100, false),
-            Advice::Free
-        );
-        assert_eq!(
-            decide(Adaptive, d, Stage::Warm, 1000, 1399, false),
-            Advice::Wait
-        );
-        assert_eq!(
-            decide(Adaptive, d, Stage::Warm, 1000, 1400, false),
-            Advice::DontNeed
-        );
-        assert_eq!(
-            decide(Adaptive, d, Stage::Hot, 1000, 1400, false),
-            Advice::DontNeed
-        );
-        assert_eq!(
-            decide(Adaptive, d, Stage::Cold, 0, 99_999, true),
-            Advice::Wait
-        );
-        assert_eq!(decide(Keep, d, Stage::Hot, 0, 99_999, true), Advice::Wait);
-        assert_eq!(decide(Free, d, Stage::Hot, 1000, 1100, false), Advice::Free);
-        assert_eq!(
-            decide(Free, d, Stage::Warm, 1000, 99_999, false),
-            Advice::Wait
-        );
-        assert_eq!(
-            decide(DontNeed, d, Stage::Hot, 1000, 1000, false),
-            Advice::DontNeed
-        );
-        assert_eq!(
-            decide(Adaptive, d, Stage::Hot, 1000, 1000, true),
-            Advice::DontNeed
-        );
-        // A clock that went backwards never ages anything.
-        assert_eq!(
-            decide(Adaptive, d, Stage::Hot, 2000, 1000, false),
-            Advice::Wait
-        );
+        // (policy, stage, since, now, force) -> advice
+        let cases = [
+            (Adaptive, Stage::Hot, 1000, 1050, false, Advice::Wait),
+            (Adaptive, Stage::Hot, 1000, 1100, false, Advice::Free),
+            (Adaptive, Stage::Warm, 1000, 1399, false, Advice::Wait),
+            (Adaptive, Stage::Warm, 1000, 1400, false, Advice::DontNeed),
+            (Adaptive, Stage::Hot, 1000, 1400, false, Advice::DontNeed),
+            (Adaptive, Stage::Cold, 0, 99_999, true, Advice::Wait),
+            (Keep, Stage::Hot, 0, 99_999, true, Advice::Wait),
+            (Free, Stage::Hot, 1000, 1100, false, Advice::Free),
+            (Free, Stage::Warm, 1000, 99_999, false, Advice::Wait),
+            (DontNeed, Stage::Hot, 1000, 1000, false, Advice::DontNeed),
+            (Adaptive, Stage::Hot, 1000, 1000, true, Advice::DontNeed),
+            // A clock that went backwards never ages anything.
+            (Adaptive, Stage::Hot, 2000, 1000, false, Advice::Wait),
+        ];
+        for (policy, stage, since, now, force, want) in cases {
+            assert_eq!(
+                decide(policy, d, stage, since, now, force),
+                want,
+                "{policy:?} {stage:?} since {since} now {now} force {force}"
+            );
+        }
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! pointers must be reported by `hakmem::owns`, and `hakmem::stats` must
 //! count the allocations.
 
+mod common;
+
 use std::alloc::{Layout, alloc, alloc_zeroed, dealloc, realloc};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc;
@@ -475,24 +477,7 @@ fn owns_std_allocations_and_not_others() {
 /// in a fresh process.
 #[test]
 fn stats_count_allocations() {
-    let exe = std::env::current_exe().expect("current_exe");
-    let out = std::process::Command::new(exe)
-        .args([
-            "stats_in_fresh_process",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .output()
-        .expect("run the test binary");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "stats_in_fresh_process failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
+    common::run_alone("stats_in_fresh_process");
 }
 
 #[test]

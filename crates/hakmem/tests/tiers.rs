@@ -18,6 +18,8 @@
 //! sizes up to 1 MiB come from page runs (`TAG_RUN`), anything else from direct
 //! mappings.
 
+mod common;
+
 use hakmem::{alloc_aligned, alloc_zeroed, free, malloc, owns, realloc, usable_size};
 use hakmem_core::class::TINY_CLASSES;
 use hakmem_core::map::{TAG_L2, TAG_L25, TAG_LARGE, TAG_RUN, TAG_TINY, Tag, tag_of};
@@ -543,24 +545,7 @@ fn cross_thread_frees_every_tier() {
 /// counters move as this test's own frees make them).
 #[test]
 fn cross_thread_counters() {
-    let exe = std::env::current_exe().expect("current_exe");
-    let out = std::process::Command::new(exe)
-        .args([
-            "cross_thread_counters_in_fresh_process",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .output()
-        .expect("run the test binary");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "cross_thread_counters_in_fresh_process failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
+    common::run_alone("cross_thread_counters_in_fresh_process");
 }
 
 #[test]
