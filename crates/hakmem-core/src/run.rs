@@ -79,13 +79,29 @@ fn mark(used: &mut [u64; WORDS], from: usize, n: usize, on: bool) {
     }
 }
 
+/// Index of the first free page at or after `from` (PAGES if none).
+fn first_free(used: &[u64; WORDS], from: usize) -> usize {
+    let mut i = from;
+    while i < PAGES {
+        let w = i / 64;
+        let free = !used[w] >> (i % 64);
+        if free != 0 {
+            return (i + free.trailing_zeros() as usize).min(PAGES);
+        }
+        i = (w + 1) * 64;
+    }
+    PAGES
+}
+
 /// First fit: the lowest page index where `n` free pages start on a multiple of `align` pages.
+/// After a collision the search jumps to the next free page, so it visits each free fragment
+/// once instead of every page.
 fn find(seg: &RunSegment, n: usize, align: usize) -> Option<usize> {
-    let mut i = align; // page 0 is the header
+    let mut i = first_free(&seg.used, 1).div_ceil(align) * align; // page 0 is the header
     while i + n <= PAGES {
         match first_used(&seg.used, i, i + n) {
             None => return Some(i),
-            Some(j) => i = (j + 1).div_ceil(align) * align,
+            Some(j) => i = first_free(&seg.used, j + 1).div_ceil(align) * align,
         }
     }
     None
