@@ -255,7 +255,11 @@ mod tests {
         assert_eq!(first_used(&u, 71, 200), Some(71));
         assert_eq!(first_used(&u, 73, PAGES), None);
         assert_eq!(first_used(&u, 0, 70), None);
-        mark(&mut u, 70, 3, false);
+        assert_eq!(first_free(&u, 70), 73);
+        assert_eq!(first_free(&u, 5), 5);
+        mark(&mut u, 0, PAGES, true);
+        assert_eq!(first_free(&u, 0), PAGES);
+        mark(&mut u, 0, PAGES, false);
         assert_eq!(u, [0u64; WORDS]);
     }
 
