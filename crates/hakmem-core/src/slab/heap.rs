@@ -363,6 +363,7 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
         }
         for class in 0..C {
             // Slabs whose last blocks were freed by other threads are only found by collecting.
+            let head = self.avail[class].head.get();
             for q in [&self.avail[class], &self.full[class]] {
                 let mut p = q.head.get();
                 while let Some(s) = unsafe_ref(p) {
@@ -376,6 +377,10 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
                         G::pool().release(s);
                     }
                 }
+            }
+            // An unpinned tier's current slab may have gone: the direct entries must follow.
+            if self.avail[class].head.get() != head {
+                self.refresh_direct(class);
             }
             let Some(s) = unsafe_ref(self.pinned[class].get()) else {
                 continue;
