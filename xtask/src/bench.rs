@@ -146,18 +146,39 @@ const LIB_DIRS: [&str; 6] = [
 type Row = (Allocator, BTreeMap<String, String>, String);
 
 /// Options of `cargo xtask bench`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct BenchOpts {
+    /// Short workloads (`--quick` to each) and 2 runs unless --runs is given.
+    #[arg(long)]
     pub quick: bool,
+    /// Repetitions per cell (default 5, or 2 with --quick).
+    #[arg(long)]
     pub runs: Option<usize>,
+    /// Only this workload (a matrix name such as `larson-t4`, or a binary
+    /// workload such as `larson` for all its rows); repeatable.
+    #[arg(long = "workload", value_name = "NAME")]
     pub workloads: Vec<String>,
+    /// Only this allocator (glibc, hakmem, mimalloc, jemalloc, tcmalloc,
+    /// hakmem[MODE]); repeatable.
+    #[arg(long = "allocator", value_name = "NAME")]
     pub allocators: Vec<String>,
+    /// Add hakmem rows for each HAKMEM_MODE (minimal, fast, balanced, learning, research).
+    #[arg(long)]
     pub modes: bool,
+    /// Ablation on larson-t1 and random-mixed: minimal, minimal + each feature, all.
+    #[arg(long)]
     pub ablate: bool,
+    /// Instructions per malloc+free pair under callgrind (needs valgrind and cc).
+    #[arg(long)]
     pub instructions: bool,
+    /// Output directory (default <target>/bench).
+    #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Per-run time limit in seconds (default 600, or 120 with --quick).
+    #[arg(long)]
     pub timeout: Option<u64>,
-    /// Skip the release build (the caller just built it).
+    /// Do not build first (use the existing release artefacts).
+    #[arg(long)]
     pub no_build: bool,
 }
 
