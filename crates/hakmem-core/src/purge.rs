@@ -136,6 +136,7 @@ pub fn tick(local: bool) {
             each(|p| p.trim_local());
         }
         each(|p| p.purge(now, false));
+        crate::run::purge(now, false);
     }
 }
 
@@ -146,6 +147,7 @@ pub fn trim() {
     LAST_PASS.store(now, Ordering::Relaxed);
     each(|p| p.trim_local());
     each(|p| p.purge(now, true));
+    crate::run::purge(now, true);
 }
 
 #[cfg(test)]

@@ -1,12 +1,19 @@
-//! The page-run path: requests up to [`RUN_MAX`] with an alignment beyond what the slab tiers
-//! give (128 bytes), served as runs of whole 4 KiB pages inside 4 MiB run segments, aligned to
-//! up to 1 MiB. Simple and correct rather than fast: one lock, a first-fit bitmap search; the
-//! sizes programs allocate in bulk go to the Tiny tier and the pools.
+//! The page-run path: runs of whole 4 KiB pages inside 4 MiB run segments, aligned to up to
+//! 1 MiB, for requests up to [`RUN_MAX`] that the pools do not serve: the largest sizes (above
+//! [`SPAN_MIN`], where one slab per size class would keep each class's high-water mark
+//! resident) and alignments beyond what the slab tiers give (128 bytes). One lock, a first-fit
+//! bitmap search: freed pages of any run length are reused by the next request of any size.
 //!
-//! Segment layout: page 0 holds the [`RunSegment`] header (bitmap of used pages, run length at
-//! each run's head page); pages 1..1024 are handed out. `free` finds the header by masking the
-//! address and the run length by the page index: O(1), no search.
+//! Segment layout: page 0 holds the [`RunSegment`] header (bitmaps of used and of dirty pages,
+//! run length at each run's head page); pages 1..1024 are handed out. `free` finds the header by
+//! masking the address and the run length by the page index: O(1), no search.
+//!
+//! Freed pages stay resident ("dirty") for reuse; purge passes ([`purge`], run from
+//! [`crate::purge::tick`]) give dirty pages older than the purge delay back to the OS in
+//! batches and unmap segments that stayed empty. Under the `dontneed` policy runs are purged
+//! as they are freed.
 
+use crate::config::FreePolicy;
 use crate::map::{CHUNK_SIZE, TAG_RUN};
 use crate::os::{self, PAGE};
 use crate::segment::{OS_PAGES, PageSource};
@@ -20,15 +27,28 @@ const WORDS: usize = PAGES / 64;
 const MAGIC: usize = 0x6861_6b6d_5255_4e53; // "hakmRUNS"
 /// The largest request served by page runs.
 pub const RUN_MAX: usize = 1 << 20;
-/// Runs of at least this many pages give their physical memory back when freed.
-const PURGE_PAGES: usize = 16;
+/// Requests above this size (and up to [`RUN_MAX`]) are served by page runs even at the natural
+/// alignment.
+pub const SPAN_MIN: usize = 64 << 10;
 
 #[repr(C)]
 struct RunSegment {
     magic: usize,
     next: *mut RunSegment,
     free_pages: usize,
+    /// At least the length of the longest free run (a segment whose hint is below a request's
+    /// length is skipped without a search).
+    max_free: usize,
+    /// When the last purge pass over this segment ran, or the first page went dirty after it
+    /// (ms; 0: no dirty page).
+    dirty_since: u64,
+    /// When the segment became empty (ms; 0: it holds a run).
+    empty_since: u64,
     used: [u64; WORDS],
+    /// Free pages that are still resident.
+    dirty: [u64; WORDS],
+    /// Dirty pages that were already dirty at the last purge pass: the next pass purges them.
+    aged: [u64; WORDS],
     /// Run length in pages at each run's first page; 0 elsewhere.
     len: [u16; PAGES],
 }
@@ -68,14 +88,20 @@ fn first_used(used: &[u64; WORDS], from: usize, to: usize) -> Option<usize> {
     None
 }
 
-fn mark(used: &mut [u64; WORDS], from: usize, n: usize, on: bool) {
-    for i in from..from + n {
-        let bit = 1u64 << (i % 64);
+/// Sets (`on`) or clears bits `from..from + n`, a word at a time.
+fn mark(bits: &mut [u64; WORDS], from: usize, n: usize, on: bool) {
+    let (mut i, end) = (from, from + n);
+    while i < end {
+        let w = i / 64;
+        let lo = i % 64;
+        let hi = (end - w * 64).min(64);
+        let mask = (u64::MAX >> (64 - (hi - lo))) << lo;
         if on {
-            used[i / 64] |= bit;
+            bits[w] |= mask;
         } else {
-            used[i / 64] &= !bit;
+            bits[w] &= !mask;
         }
+        i = w * 64 + hi;
     }
 }
 
@@ -93,16 +119,47 @@ fn first_free(used: &[u64; WORDS], from: usize) -> usize {
     PAGES
 }
 
+/// The end of the free run that starts at or continues through page `i`.
+fn first_free_end(seg: &RunSegment, i: usize) -> usize {
+    first_used(&seg.used, i, PAGES).unwrap_or(PAGES)
+}
+
+/// Index of the last used page before `to` (page 0, the header, is always used).
+fn last_used(used: &[u64; WORDS], to: usize) -> usize {
+    let mut i = to;
+    while i > 0 {
+        let w = (i - 1) / 64;
+        let keep = i - w * 64; // bits of word `w` below `i`
+        let word = used[w] & (u64::MAX >> (64 - keep));
+        if word != 0 {
+            return w * 64 + 63 - word.leading_zeros() as usize;
+        }
+        i = w * 64;
+    }
+    0
+}
+
 /// First fit: the lowest page index where `n` free pages start on a multiple of `align` pages.
 /// After a collision the search jumps to the next free page, so it visits each free fragment
-/// once instead of every page.
-fn find(seg: &RunSegment, n: usize, align: usize) -> Option<usize> {
+/// once instead of every page. An unaligned search that fails records the longest free run it
+/// saw in the segment's `max_free` hint.
+fn find(seg: &mut RunSegment, n: usize, align: usize) -> Option<usize> {
+    if seg.free_pages < n || seg.max_free < n {
+        return None;
+    }
+    let mut longest = 0;
     let mut i = first_free(&seg.used, 1).div_ceil(align) * align; // page 0 is the header
     while i + n <= PAGES {
         match first_used(&seg.used, i, i + n) {
             None => return Some(i),
-            Some(j) => i = first_free(&seg.used, j + 1).div_ceil(align) * align,
+            Some(j) => {
+                longest = longest.max(j - i);
+                i = first_free(&seg.used, j + 1).div_ceil(align) * align;
+            }
         }
+    }
+    if align == 1 {
+        seg.max_free = longest.max(PAGES.saturating_sub(i));
     }
     None
 }
@@ -117,6 +174,7 @@ fn new_segment() -> *mut RunSegment {
     unsafe {
         (*seg).magic = MAGIC;
         (*seg).free_pages = PAGES - 1;
+        (*seg).max_free = PAGES - 1;
         (*seg).used[0] = 1;
     }
     seg
@@ -136,9 +194,7 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
     // SAFETY: every segment on the list is a live run segment; the lock serialises the headers.
     unsafe {
         while !seg.is_null() {
-            if (*seg).free_pages >= n
-                && let Some(i) = find(&*seg, n, align)
-            {
+            if let Some(i) = find(&mut *seg, n, align) {
                 return take(seg, i, n);
             }
             seg = (*seg).next;
@@ -150,7 +206,7 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
         (*seg).next = segs.head;
         segs.head = seg;
         segs.count += 1;
-        let i = find(&*seg, n, align).expect("a fresh segment fits any run");
+        let i = find(&mut *seg, n, align).expect("a fresh segment fits any run");
         take(seg, i, n)
     }
 }
@@ -160,8 +216,11 @@ unsafe fn take(seg: *mut RunSegment, i: usize, n: usize) -> *mut u8 {
     // SAFETY: the caller holds the lock and `seg` is live.
     unsafe {
         mark(&mut (*seg).used, i, n, true);
+        mark(&mut (*seg).dirty, i, n, false);
+        mark(&mut (*seg).aged, i, n, false);
         (*seg).len[i] = n as u16;
         (*seg).free_pages -= n;
+        (*seg).empty_since = 0;
     }
     stats::RUN_ALLOCS.add(1);
     (seg as usize + i * PAGE) as *mut u8
@@ -185,6 +244,7 @@ pub unsafe fn free(p: *mut u8) {
     let Some((seg, i)) = locate(p) else {
         return crate::diag::bad_pointer("free", p);
     };
+    let eager = crate::config::get().free_policy == FreePolicy::DontNeed;
     os::keep_errno(|| {
         let mut segs = SEGMENTS.lock();
         // SAFETY: `seg` is a live run segment; the lock serialises its header.
@@ -194,24 +254,135 @@ pub unsafe fn free(p: *mut u8) {
                 drop(segs);
                 return crate::diag::bad_pointer("free", p);
             }
-            if n >= PURGE_PAGES {
+            if eager {
                 // Keep the pages marked used while the lock is dropped for the system call.
                 (*seg).len[i] = 0;
                 drop(segs);
                 OS_PAGES.purge(p, n * PAGE);
                 segs = SEGMENTS.lock();
+            } else {
+                mark(&mut (*seg).dirty, i, n, true);
+                if (*seg).dirty_since == 0 {
+                    (*seg).dirty_since = os::now_ms().max(1);
+                }
             }
             (*seg).len[i] = 0;
             mark(&mut (*seg).used, i, n, false);
             (*seg).free_pages += n;
+            let (left, right) = (last_used(&(*seg).used, i) + 1, first_free_end(&*seg, i + n));
+            (*seg).max_free = (*seg).max_free.max(right - left);
             stats::RUN_FREES.add(1);
-            if (*seg).free_pages == PAGES - 1 && segs.count > 1 {
-                unlink(&mut segs, seg);
-                drop(segs);
-                OS_PAGES.release(seg.cast(), CHUNK_SIZE);
+            if (*seg).free_pages == PAGES - 1 {
+                if eager && segs.count > 1 {
+                    unlink(&mut segs, seg);
+                    drop(segs);
+                    return OS_PAGES.release(seg.cast(), CHUNK_SIZE);
+                }
+                (*seg).empty_since = os::now_ms().max(1);
             }
         }
     });
+    os::keep_errno(|| crate::purge::tick(false));
+}
+
+/// A purge pass over the run segments: dirty pages freed at least a purge delay ago (all of
+/// them when `force`) go back to the OS, and segments empty for that long are unmapped (one is
+/// kept unless `force`). Called by [`crate::purge::tick`] and [`crate::purge::trim`].
+pub fn purge(now: u64, force: bool) {
+    let cfg = crate::config::get();
+    if cfg.free_policy == FreePolicy::Keep {
+        return;
+    }
+    let due = |since: u64| since != 0 && (force || now.saturating_sub(since) >= cfg.purge_delay_ms);
+    let mut segs = SEGMENTS.lock();
+    let mut seg = segs.head;
+    // SAFETY: every segment on the list is live; the lock serialises the headers (purging free
+    // pages under it keeps them from being handed out meanwhile).
+    unsafe {
+        while !seg.is_null() {
+            let next = (*seg).next;
+            if due((*seg).empty_since) && (force || segs.count > 1) {
+                unlink(&mut segs, seg);
+                OS_PAGES.release(seg.cast(), CHUNK_SIZE);
+            } else if due((*seg).dirty_since) {
+                purge_dirty(seg, now, force);
+            }
+            seg = next;
+        }
+    }
+}
+
+/// Gives the dirty ranges of `seg` that were dirty at the previous pass (all of them when
+/// `force`) back to the OS, so a page is purged after one to two purge delays without reuse.
+/// Caller holds the lock.
+unsafe fn purge_dirty(seg: *mut RunSegment, now: u64, force: bool) {
+    // SAFETY: the caller holds the lock; dirty pages are free (nothing live in them).
+    unsafe {
+        let s = &mut *seg;
+        if force {
+            s.aged = s.dirty;
+        }
+        let mut i = first_used(&s.aged, 1, PAGES);
+        while let Some(start) = i {
+            let end = first_free(&s.aged, start);
+            OS_PAGES.purge(
+                (seg as usize + start * PAGE) as *mut u8,
+                (end - start) * PAGE,
+            );
+            i = first_used(&s.aged, end, PAGES);
+        }
+        let mut any = false;
+        for w in 0..WORDS {
+            s.dirty[w] &= !s.aged[w];
+            s.aged[w] = s.dirty[w];
+            any |= s.dirty[w] != 0;
+        }
+        s.dirty_since = if any { now.max(1) } else { 0 };
+    }
+}
+
+/// Resizes the live run at `p` in place to hold `size` bytes (≤ [`RUN_MAX`]): a shrink frees
+/// its tail pages, a growth takes the free pages after it. False (nothing changed) when the
+/// pages after it are in use, or `p` is not the start of a live run.
+///
+/// # Safety
+/// `p` must lie in a chunk the owner map tags as a run segment, and be live.
+pub unsafe fn resize(p: *mut u8, size: usize) -> bool {
+    let Some((seg, i)) = locate(p) else {
+        return false;
+    };
+    let want = size.max(1).div_ceil(PAGE);
+    let segs = SEGMENTS.lock();
+    // SAFETY: `seg` is a live run segment; the lock serialises its header.
+    let done = unsafe {
+        let s = &mut *seg;
+        let have = s.len[i] as usize;
+        if have == 0 || size > RUN_MAX {
+            false
+        } else if want <= have {
+            mark(&mut s.used, i + want, have - want, false);
+            mark(&mut s.dirty, i + want, have - want, true);
+            s.free_pages += have - want;
+            s.len[i] = want as u16;
+            if s.dirty_since == 0 {
+                s.dirty_since = os::now_ms().max(1);
+            }
+            let right = first_free_end(s, i + want);
+            s.max_free = s.max_free.max(right - (i + want));
+            true
+        } else if i + want <= PAGES && first_used(&s.used, i + have, i + want).is_none() {
+            mark(&mut s.used, i + have, want - have, true);
+            mark(&mut s.dirty, i + have, want - have, false);
+            mark(&mut s.aged, i + have, want - have, false);
+            s.free_pages -= want - have;
+            s.len[i] = want as u16;
+            true
+        } else {
+            false
+        }
+    };
+    drop(segs);
+    done
 }
 
 unsafe fn unlink(segs: &mut Segments, seg: *mut RunSegment) {
@@ -257,10 +428,59 @@ mod tests {
         assert_eq!(first_used(&u, 0, 70), None);
         assert_eq!(first_free(&u, 70), 73);
         assert_eq!(first_free(&u, 5), 5);
+        assert_eq!(last_used(&u, 70), 0);
+        assert_eq!(last_used(&u, 71), 70);
+        assert_eq!(last_used(&u, PAGES), 72);
+        assert_eq!(last_used(&u, 64), 0);
         mark(&mut u, 0, PAGES, true);
         assert_eq!(first_free(&u, 0), PAGES);
         mark(&mut u, 0, PAGES, false);
         assert_eq!(u, [0u64; WORDS]);
+        for (from, n) in [
+            (0, 1),
+            (3, 61),
+            (63, 2),
+            (60, 200),
+            (64, 64),
+            (1, PAGES - 1),
+        ] {
+            let mut m = [0u64; WORDS];
+            mark(&mut m, from, n, true);
+            for i in 0..PAGES {
+                let set = m[i / 64] >> (i % 64) & 1 == 1;
+                assert_eq!(
+                    set,
+                    (from..from + n).contains(&i),
+                    "mark({from}, {n}) bit {i}"
+                );
+            }
+            mark(&mut m, from, n, false);
+            assert_eq!(m, [0u64; WORDS]);
+        }
+    }
+
+    #[test]
+    fn resize_in_place() {
+        let p = alloc(8 * PAGE, 1);
+        assert!(!p.is_null());
+        // SAFETY: p is a live run, resized only within what `resize` grants.
+        unsafe {
+            p.write_bytes(7, 8 * PAGE);
+            assert!(resize(p, 2 * PAGE));
+            assert_eq!(usable_size(p), 2 * PAGE);
+            let q = alloc(PAGE, 1); // may land in the freed tail
+            if q as usize == p as usize + 2 * PAGE {
+                assert!(!resize(p, 3 * PAGE), "the page after it is in use");
+            }
+            free(q);
+            if resize(p, 6 * PAGE + 1) {
+                assert_eq!(usable_size(p), 7 * PAGE);
+                p.add(7 * PAGE - 1).write(9);
+            }
+            assert_eq!(*p.add(PAGE), 7);
+            assert!(!resize(p.add(PAGE), PAGE), "not the start of a run");
+            free(p);
+        }
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub trait PageSource: Sync {
 /// 2 MiB), `on` everywhere, `off` forbids them (even where the system default is `always`).
 fn advise_thp(p: *mut u8, size: usize, tag: Tag) {
     const HUGE: usize = 2 << 20;
-    let dense = matches!(tag, map::TAG_LARGE | map::TAG_L25) && size >= HUGE;
+    let dense = matches!(tag, map::TAG_LARGE | map::TAG_L25 | map::TAG_RUN) && size >= HUGE;
     let advice = match crate::config::get().thp {
         Thp::Off => libc::MADV_NOHUGEPAGE,
         Thp::On => libc::MADV_HUGEPAGE,

@@ -43,7 +43,7 @@ fn stats_counters_grow() {
             pairs += 1;
         }
     }
-    assert_eq!(pairs, 7, "expected 7 pool sizes checked");
+    assert_eq!(pairs, 6, "expected 6 pool sizes checked");
 }
 
 fn hello_output(stats_env: Option<&str>) -> Output {

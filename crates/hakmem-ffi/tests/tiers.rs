@@ -29,7 +29,7 @@ fn tiers_under_hakmem() {
         .lines()
         .filter(|l| l.starts_with("remote "))
         .count();
-    assert_eq!(remote, 5, "remote lines:\n{}", tail(&out.stdout, 3000));
+    assert_eq!(remote, 6, "remote lines:\n{}", tail(&out.stdout, 3000));
 }
 
 /// The program itself is valid C: it passes against glibc with

@@ -27,7 +27,7 @@ use hakmem_core::class::TINY_MAX;
 use hakmem_core::config::{self, FreePolicy};
 use hakmem_core::large::NoCache;
 use hakmem_core::map::{self, TAG_L2, TAG_L25, TAG_LARGE, TAG_NONE, TAG_RUN, TAG_TINY};
-use hakmem_core::run::RUN_MAX;
+use hakmem_core::run::{RUN_MAX, SPAN_MIN};
 use hakmem_core::sync::{AtomicU8, Ordering};
 use hakmem_core::{diag, large, run};
 
@@ -61,7 +61,7 @@ const POOL_ALIGN: usize = 128;
 /// Sizes above Tiny (or alignments Tiny cannot give).
 #[inline(never)]
 fn alloc_big(size: usize, align: usize) -> *mut u8 {
-    if size <= hakmem_pool::MAX_SIZE && align <= POOL_ALIGN {
+    if size <= SPAN_MIN && align <= POOL_ALIGN {
         hakmem_pool::alloc(size.max(TINY_MAX + 1))
     } else if size <= RUN_MAX && align <= RUN_MAX {
         run::alloc(size, align)
@@ -210,6 +210,10 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
         return ptr::null_mut();
     }
     if size <= old && size > old / 2 {
+        return p;
+    }
+    // SAFETY (both arms): `p` is a live block of the tagged tier.
+    if tag == TAG_RUN && size > SPAN_MIN && unsafe { run::resize(p, size) } {
         return p;
     }
     if tag == TAG_LARGE && size > RUN_MAX {

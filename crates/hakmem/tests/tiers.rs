@@ -11,7 +11,8 @@
 //! |---|---|---|
 //! | 0..=1024 | `TAG_TINY` | the Tiny class |
 //! | 1025..=32 KiB | `TAG_L2` | the L2 class (four per doubling) |
-//! | 32 KiB+1..=1 MiB | `TAG_L25` | the L2.5 class |
+//! | 32 KiB+1..=64 KiB | `TAG_L25` | the L2.5 class |
+//! | 64 KiB+1..=1 MiB | `TAG_RUN` | whole pages (page runs: freed pages reused across sizes) |
 //! | above 1 MiB | `TAG_LARGE` | to the end of the mapping |
 //!
 //! Alignments up to 128 keep the size's tier; larger ones (up to 1 MiB) with
@@ -23,6 +24,7 @@ mod common;
 use hakmem::{alloc_aligned, alloc_zeroed, free, malloc, owns, realloc, usable_size};
 use hakmem_core::class::TINY_CLASSES;
 use hakmem_core::map::{TAG_L2, TAG_L25, TAG_LARGE, TAG_RUN, TAG_TINY, Tag, tag_of};
+use hakmem_core::run::SPAN_MIN;
 use hakmem_pool::{L2_CLASSES, L25_CLASSES};
 use std::collections::{HashSet, VecDeque};
 use std::sync::mpsc;
@@ -30,6 +32,7 @@ use std::thread;
 
 const KIB: usize = 1 << 10;
 const MIB: usize = 1 << 20;
+const SPAN_MIN_PLUS_1: usize = SPAN_MIN + 1;
 
 fn tag_name(t: Tag) -> &'static str {
     match t {
@@ -47,7 +50,8 @@ fn tier_of(size: usize) -> Tag {
     match size {
         0..=1024 => TAG_TINY,
         1025..=32768 => TAG_L2,
-        32769..=MIB => TAG_L25,
+        32769..=SPAN_MIN => TAG_L25,
+        SPAN_MIN_PLUS_1..=MIB => TAG_RUN,
         _ => TAG_LARGE,
     }
 }
@@ -68,6 +72,7 @@ fn class_size(size: usize) -> Option<usize> {
         TAG_TINY => Some(class_in(&TINY_CLASSES, size.max(1))),
         TAG_L2 => Some(class_in(&L2_CLASSES, size)),
         TAG_L25 => Some(class_in(&L25_CLASSES, size)),
+        TAG_RUN => Some(size.div_ceil(4096) * 4096),
         _ => None,
     }
 }
@@ -194,8 +199,19 @@ fn boundaries() -> Vec<usize> {
         .chain(&L2_CLASSES)
         .chain(&L25_CLASSES)
         .map(|&c| c as usize)
+        .filter(|&c| c <= SPAN_MIN)
         .collect();
-    v.extend([1024, 1025, 32 * KIB, 32 * KIB + 1, MIB, MIB + 1, 2 * MIB]);
+    v.extend([
+        1024,
+        1025,
+        32 * KIB,
+        32 * KIB + 1,
+        SPAN_MIN,
+        SPAN_MIN + 1,
+        MIB,
+        MIB + 1,
+        2 * MIB,
+    ]);
     v.sort_unstable();
     v.dedup();
     v
@@ -207,7 +223,7 @@ fn boundaries() -> Vec<usize> {
 #[test]
 fn class_boundaries_of_every_tier() {
     let bounds = boundaries();
-    assert!(bounds.len() >= 60, "only {} boundaries", bounds.len());
+    assert!(bounds.len() >= 48, "only {} boundaries", bounds.len());
     let mut prev: Vec<Block> = Vec::new();
     for &b in &bounds {
         let group: Vec<Block> = [b - 1, b, b + 1].into_iter().map(checked_malloc).collect();
@@ -347,10 +363,12 @@ unsafe fn realloc_step(p: *mut u8, old: usize, new: usize, seed: usize) -> *mut 
         tag_name(got),
         tag_name(want)
     );
+    // Kept in place: either it still fits without much waste, or (page runs)
+    // it was shrunk in place to whole pages.
     if kept && new <= MIB {
         assert!(
-            new > old_usable / 4,
-            "{what}: a {new}-byte block kept in a {old_usable}-byte one"
+            new > usable / 4,
+            "{what}: a {new}-byte block kept in a {usable}-byte one (was {old_usable})"
         );
     }
     unsafe { fill(q, new, seed) };
@@ -472,6 +490,7 @@ const CROSS: &[(usize, usize)] = &[
     (64, 3000),
     (4096, 256),
     (24 * KIB, 64),
+    (48 * KIB, 64),
     (200 * KIB, 40),
     (3 * MIB, 6),
 ];
@@ -563,6 +582,7 @@ fn cross_thread_counters_in_fresh_process() {
             s1.large_allocs - s0.large_allocs,
             s1.large_frees - s0.large_frees,
         );
+        let (run_a, run_f) = (s1.run_allocs - s0.run_allocs, s1.run_frees - s0.run_frees);
         println!(
             "size {size}: {n} x {ROUNDS} blocks, {reused} reused; tiny.remote +{tiny} pool.remote +{pool} large +{large_a}/-{large_f}"
         );
@@ -578,6 +598,13 @@ fn cross_thread_counters_in_fresh_process() {
                 pool >= want,
                 "{size}: pool_remote grew by {pool} (want >= {want})"
             ),
+            TAG_RUN => {
+                let all = (n * ROUNDS) as u64;
+                assert!(
+                    run_a >= all && run_f >= all,
+                    "{size}: run allocs +{run_a} frees +{run_f} (want >= {all})"
+                );
+            }
             _ => {
                 let all = (n * ROUNDS) as u64;
                 assert!(

@@ -8,11 +8,11 @@
 //! heap's full queue, or 0 while it is abandoned or unused. A free is local exactly when
 //! `owner == thread_id()`, so one compare also routes frees into full slabs to the slow path.
 //! Only the owner touches the `Cell` fields; other threads read `owner` and push to `remote`.
+#![cfg_attr(loom, allow(dead_code))] // under loom only the models use the slab operations
 
 use super::remote::{Block, RemoteList};
 use crate::stats::TierCounters;
-use crate::sync::{AtomicUsize, Ordering};
-use core::cell::Cell;
+use crate::sync::{AtomicUsize, Cell, Ordering};
 use core::ptr;
 
 /// Owner flag: the slab is in its owner's full queue.
@@ -57,6 +57,28 @@ impl Slab {
     /// A slab with no memory and no blocks.
     #[cfg(not(loom))]
     pub const fn empty() -> Slab {
+        Slab {
+            free: Cell::new(ptr::null_mut()),
+            used: Cell::new(0),
+            block_size: Cell::new(0),
+            owner: AtomicUsize::new(0),
+            local_free: Cell::new(ptr::null_mut()),
+            remote: RemoteList::new(),
+            capacity: Cell::new(0),
+            carved: Cell::new(0),
+            class: Cell::new(0),
+            next: Cell::new(ptr::null_mut()),
+            prev: Cell::new(ptr::null_mut()),
+            heap_id: Cell::new(0),
+            freed_at: Cell::new(0),
+            stage: Cell::new(0),
+            seg_free: Cell::new(0),
+        }
+    }
+
+    /// A slab with no memory and no blocks (loom: not `const`, its cells are checked).
+    #[cfg(loom)]
+    pub fn empty() -> Slab {
         Slab {
             free: Cell::new(ptr::null_mut()),
             used: Cell::new(0),

@@ -13,13 +13,15 @@
 
 #[cfg(not(loom))]
 pub mod heap;
-#[cfg(not(loom))]
 pub mod meta;
 #[cfg(not(loom))]
 pub mod pool;
 pub mod remote;
 #[cfg(not(loom))]
 pub mod tls;
+
+#[cfg(all(test, loom))]
+mod loom_abandon;
 
 #[cfg(not(loom))]
 pub use tier::*;

@@ -1,15 +1,17 @@
 /* The size tiers through the C ABI of libhakmem.so:
  *   - `classes`: malloc(b-1), malloc(b), malloc(b+1) for every class size b
- *     of Tiny (8..1024), L2 (1280..32 KiB) and L2.5 (40 KiB..1 MiB) and the
- *     tier limits: malloc_usable_size is exactly the class size (>= the
- *     request above 1 MiB), 16-byte alignment (8 up to 8 bytes), the whole
+ *     of Tiny (8..1024), L2 (1280..32 KiB) and L2.5 (40 KiB..64 KiB) and the
+ *     tier limits: malloc_usable_size is exactly the class size (whole pages
+ *     for the page runs above 64 KiB up to 1 MiB, >= the request above
+ *     1 MiB), 16-byte alignment (8 up to 8 bytes), the whole
  *     usable size writable with all blocks of a boundary live at once;
  *   - `realloc`: realloc chains tiny -> L2 -> L2.5 -> 3 MiB -> 40 MiB and
  *     back to 8 bytes, step by step and in jumps, keeping the common prefix;
- *   - `remote`: per tier (64 B, 4 KiB, 24 KiB, 200 KiB, 3 MiB), thread A
- *     allocates and fills blocks, thread B verifies and frees them, for
- *     several rounds so that A reuses remotely freed memory; tiny.remote /
- *     pool.remote must count the remote frees (large.frees for 3 MiB).
+ *   - `remote`: per tier (64 B, 4 KiB, 24 KiB, 48 KiB, 200 KiB, 3 MiB),
+ *     thread A allocates and fills blocks, thread B verifies and frees them,
+ *     for several rounds so that A reuses remotely freed memory; tiny.remote /
+ *     pool.remote must count the remote frees (run.frees for the page runs,
+ *     large.frees for 3 MiB).
  * Prints `ok <section>` lines and ends with `tiers: N checks, M failures`.
  * `--no-hakmem` runs it against glibc (to validate the program itself):
  * exact class sizes, counters and reuse are not checked then. */
@@ -39,6 +41,8 @@ static size_t quarter_size(int k, int base_lg) {
 
 /* The exact malloc_usable_size of malloc(n); 0 above 1 MiB (no class). */
 static size_t class_size(size_t n) {
+    if (n > 64 * KiB && n <= MiB) /* page runs: whole 4 KiB pages */
+        return (n + 4095) / 4096 * 4096;
     if (n <= 1024) {
         for (size_t k = 0; k < NTINY; k++)
             if (tiny_classes[k] >= n)
@@ -248,7 +252,8 @@ static void t_remote(void) {
     } tiers[] = {{64, 3000, "tiny.remote"},
                  {4096, 256, "pool.remote"},
                  {24 * KiB, 64, "pool.remote"},
-                 {200 * KiB, 40, "pool.remote"},
+                 {48 * KiB, 64, "pool.remote"},
+                 {200 * KiB, 40, "run.frees"},
                  {3 * MiB, 6, "large.frees"}};
     static xfer_t x;
     for (size_t t = 0; t < sizeof tiers / sizeof tiers[0]; t++) {
