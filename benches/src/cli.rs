@@ -15,10 +15,11 @@ pub enum Workload {
     Xthread,
     ReallocGrow,
     Churn,
+    Phased,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 9] = [
+    pub const ALL: [Workload; 10] = [
         Workload::Larson,
         Workload::RandomMixed,
         Workload::TinyHot,
@@ -28,6 +29,7 @@ impl Workload {
         Workload::Xthread,
         Workload::ReallocGrow,
         Workload::Churn,
+        Workload::Phased,
     ];
 
     pub fn name(self) -> &'static str {
@@ -41,6 +43,7 @@ impl Workload {
             Workload::Xthread => "xthread",
             Workload::ReallocGrow => "realloc-grow",
             Workload::Churn => "churn",
+            Workload::Phased => "phased",
         }
     }
 
@@ -48,7 +51,8 @@ impl Workload {
         Workload::ALL.into_iter().find(|w| w.name() == s)
     }
 
-    /// Defaults: (threads, min, max, slots). `tiny-hot` uses `min` as its only size.
+    /// Defaults: (threads, min, max, slots). `tiny-hot` uses `min` as its only size;
+    /// `phased` uses them for its phase 1 (its phase 2 is fixed, see `workloads::phased`).
     fn defaults(self) -> (usize, usize, usize, usize) {
         const K: usize = 1024;
         const M: usize = 1024 * 1024;
@@ -62,13 +66,24 @@ impl Workload {
             Workload::Xthread => (4, 16, 512, 64),
             Workload::ReallocGrow => (1, 16, M, 8),
             Workload::Churn => (4, 16, 2048, 1000),
+            Workload::Phased => (1, 12 * M, 20 * M, 24),
         }
     }
 
-    /// `--slots` default under `--quick` (only `big` shrinks: its setup touches 100s of MiB).
+    /// `--slots` default under `--quick` (only the workloads that touch 100s of MiB shrink).
     fn quick_slots(self) -> Option<usize> {
         match self {
             Workload::Big => Some(4),
+            Workload::Phased => Some(8),
+            _ => None,
+        }
+    }
+
+    /// `--min`/`--max` defaults under `--quick`, where they differ from [`Self::defaults`].
+    fn quick_sizes(self) -> Option<(usize, usize)> {
+        const M: usize = 1024 * 1024;
+        match self {
+            Workload::Phased => Some((4 * M, 8 * M)),
             _ => None,
         }
     }
@@ -224,6 +239,10 @@ where
     } else {
         DEFAULT_SECONDS
     });
+    let (d_min, d_max) = match (quick, workload.quick_sizes()) {
+        (true, Some(q)) => q,
+        _ => (d_min, d_max),
+    };
     let min = min.unwrap_or(d_min);
     let max = if workload == Workload::TinyHot {
         min // one size only
@@ -289,6 +308,15 @@ mod tests {
         );
         let q = parse(["big", "--quick"]).unwrap();
         assert_eq!((q.seconds, q.slots), (QUICK_SECONDS, 4));
+        let p = parse(["phased"]).unwrap();
+        assert_eq!(
+            (p.threads, p.min, p.max, p.slots),
+            (1, 12 << 20, 20 << 20, 24)
+        );
+        let p = parse(["phased", "--quick"]).unwrap();
+        assert_eq!((p.min, p.max, p.slots), (4 << 20, 8 << 20, 8));
+        let p = parse(["phased", "--quick", "--max", "5m"]).unwrap();
+        assert_eq!((p.min, p.max), (4 << 20, 5 << 20));
     }
 
     #[test]

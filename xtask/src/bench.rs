@@ -85,6 +85,10 @@ pub const WORKLOADS: &[Workload] = &[
         name: "churn",
         args: &["churn", "--threads", "4"],
     },
+    Workload {
+        name: "phased",
+        args: &["phased"],
+    },
 ];
 
 /// Workloads of the ablation study.
@@ -1147,7 +1151,7 @@ mod tests {
 
     #[test]
     fn workload_selection() {
-        assert_eq!(select_workloads(&[]).unwrap().len(), 12);
+        assert_eq!(select_workloads(&[]).unwrap().len(), 13);
         let l = select_workloads(&["larson".into()]).unwrap();
         assert_eq!(
             l.iter().map(|w| w.name).collect::<Vec<_>>(),

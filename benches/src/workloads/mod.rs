@@ -2,6 +2,7 @@
 //! every free (see [`crate::pattern`]) and exit with code 3 on a mismatch.
 
 pub mod churn;
+pub mod phased;
 pub mod random_mixed;
 pub mod realloc_grow;
 pub mod slots;
@@ -21,6 +22,7 @@ pub fn run(cfg: &Config) -> Report {
         Workload::Xthread => xthread::run(cfg),
         Workload::ReallocGrow => realloc_grow::run(cfg),
         Workload::Churn => churn::run(cfg),
+        Workload::Phased => phased::run(cfg),
     }
 }
 

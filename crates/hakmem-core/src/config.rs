@@ -1,16 +1,27 @@
 //! Configuration read from the environment at first use, without allocating (`getenv` only).
 //!
 //! A bad value produces one warning on stderr naming the variable and the value used instead;
-//! the program runs on with the default. Only slow paths read the configuration.
+//! the program runs on with the default. Only slow paths read the configuration (the tier
+//! switches reach them as one byte, [`routes`]).
 //!
-//! | variable | values (default first) | effect |
-//! |---|---|---|
-//! | `HAKMEM_STATS` | `0`, `1` | print the counters line on stderr at exit |
-//! | `HAKMEM_VERBOSE` | `0`, `1` | print the effective configuration at start |
-//! | `HAKMEM_FREE_POLICY` | `adaptive`, `keep`, `free`, `dontneed` | what happens to freed memory (see [`FreePolicy`]) |
-//! | `HAKMEM_PURGE_DELAY_MS` | `100`, 0..=60000 | how long freed memory stays resident for reuse |
-//! | `HAKMEM_THP` | `auto`, `off`, `on` | transparent huge pages (see [`Thp`]) |
-//! | `HAKMEM_BIGCACHE` | `1`, `0` | keep freed mappings ≥ 2 MiB for reuse |
+//! `HAKMEM_MODE` picks the defaults of every feature; each `HAKMEM_<FEATURE>` variable overrides
+//! its mode's value:
+//!
+//! | feature | minimal | fast | balanced (default) | learning | research |
+//! |---|---|---|---|---|---|
+//! | `HAKMEM_TINY_POOL`, `HAKMEM_POOL`, `HAKMEM_L25` | on | on | on | on | on |
+//! | `HAKMEM_BIGCACHE` | off | on | on | on | on |
+//! | `HAKMEM_BATCH_MADVISE` | off | on | on | on | on |
+//! | `HAKMEM_FREE_POLICY` | (at once) | adaptive | adaptive | adaptive | adaptive |
+//! | `HAKMEM_THP` | off | auto | auto | auto | on |
+//! | `HAKMEM_SITE_RULES` | off | off | on | on | on |
+//! | `HAKMEM_ELO` | off | off | on | on | on |
+//! | `HAKMEM_EVO` | off | off | frozen | auto | auto |
+//! | `HAKMEM_VERBOSE` | 0 | 0 | 0 | 0 | 1 |
+//!
+//! Other variables: `HAKMEM_STATS` (`0`/`1`: counters at exit), `HAKMEM_PURGE_DELAY_MS`
+//! (`100`, 0..=60000), `HAKMEM_ELO_REPORT` (`0`/`1`: the learning leaderboard at exit).
+//! `docs/CONFIGURATION.md` describes each.
 
 // Plain std atomics: read-once configuration is not a structure the loom models check.
 use core::cell::UnsafeCell;
@@ -44,9 +55,56 @@ pub enum Thp {
     On,
 }
 
+/// `HAKMEM_MODE`: the defaults of every feature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The tiers alone: no BigCache, no batching (freed memory goes back at once), no THP, no
+    /// learning.
+    Minimal,
+    /// The tiers, the BigCache, batched purging, THP where dense; the policy fixed.
+    Fast,
+    /// `fast` plus site profiling and the learned policy, frozen (the default).
+    Balanced,
+    /// `balanced` with the EVO lifecycle learning (LEARN → FROZEN → CANARY).
+    Learning,
+    /// `learning` with THP everywhere and the effective configuration printed at start.
+    Research,
+}
+
+/// `HAKMEM_EVO`: the learning lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Evo {
+    /// LEARN, then FROZEN once a winner is stable, CANARY now and then, re-learn on a shift.
+    Auto,
+    /// Always LEARN (never freeze).
+    Learn,
+    /// The default policy, fixed: ratings are not updated, nothing is explored.
+    Frozen,
+    /// No lifecycle at all: the learner does not run.
+    Off,
+}
+
 /// The effective configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
+    /// `HAKMEM_MODE`.
+    pub mode: Mode,
+    /// `HAKMEM_TINY_POOL`: the Tiny tier serves sizes up to 1 KiB (else the pools do).
+    pub tiny_pool: bool,
+    /// `HAKMEM_POOL`: the L2 pool serves 1–32 KiB (else page runs do).
+    pub pool: bool,
+    /// `HAKMEM_L25`: the L2.5 pool serves 32–64 KiB (else page runs do).
+    pub l25: bool,
+    /// `HAKMEM_SITE_RULES`: profile call sites of large blocks and apply derived rules.
+    pub site_rules: bool,
+    /// `HAKMEM_ELO`: rate candidate policies from windowed measurements.
+    pub elo: bool,
+    /// `HAKMEM_EVO`.
+    pub evo: Evo,
+    /// `HAKMEM_BATCH_MADVISE`: purge freed memory in delayed batches (off: at once).
+    pub batch_madvise: bool,
+    /// `HAKMEM_ELO_REPORT`: print the learning leaderboard and lifecycle at exit.
+    pub elo_report: bool,
     /// `HAKMEM_STATS=1`: print the counters line on stderr at exit.
     pub stats: bool,
     /// `HAKMEM_VERBOSE=1`: print the effective configuration at start.
@@ -62,15 +120,76 @@ pub struct Config {
 }
 
 impl Config {
-    /// The defaults: the fast mode, silent.
-    pub const DEFAULT: Config = Config {
-        stats: false,
-        verbose: false,
-        free_policy: FreePolicy::Adaptive,
-        purge_delay_ms: 100,
-        thp: Thp::Auto,
-        bigcache: true,
-    };
+    /// The defaults: the `balanced` mode, silent.
+    pub const DEFAULT: Config = Config::of_mode(Mode::Balanced);
+
+    /// The defaults of `mode`.
+    pub const fn of_mode(mode: Mode) -> Config {
+        let m = mode as u8;
+        let (full, sites) = (m >= Mode::Fast as u8, m >= Mode::Balanced as u8);
+        Config {
+            mode,
+            tiny_pool: true,
+            pool: true,
+            l25: true,
+            site_rules: sites,
+            elo: sites,
+            evo: match mode {
+                Mode::Minimal | Mode::Fast => Evo::Off,
+                Mode::Balanced => Evo::Frozen,
+                Mode::Learning | Mode::Research => Evo::Auto,
+            },
+            batch_madvise: full,
+            elo_report: false,
+            stats: false,
+            verbose: matches!(mode, Mode::Research),
+            free_policy: FreePolicy::Adaptive,
+            purge_delay_ms: 100,
+            thp: match mode {
+                Mode::Minimal => Thp::Off,
+                Mode::Research => Thp::On,
+                _ => Thp::Auto,
+            },
+            bigcache: full,
+        }
+    }
+
+    /// Freed memory goes back to the OS as it is freed, not in delayed batches.
+    pub fn eager_purge(&self) -> bool {
+        self.free_policy == FreePolicy::DontNeed || !self.batch_madvise
+    }
+
+    /// Whether the learner runs (ratings and the lifecycle).
+    pub fn learning(&self) -> bool {
+        self.elo && self.evo != Evo::Off
+    }
+}
+
+/// Parses a mode name.
+pub fn parse_mode(value: &[u8]) -> Option<Mode> {
+    [
+        (&b"minimal"[..], Mode::Minimal),
+        (b"fast", Mode::Fast),
+        (b"balanced", Mode::Balanced),
+        (b"learning", Mode::Learning),
+        (b"research", Mode::Research),
+    ]
+    .into_iter()
+    .find(|(w, _)| value.eq_ignore_ascii_case(w))
+    .map(|(_, m)| m)
+}
+
+/// Parses an EVO setting.
+pub fn parse_evo(value: &[u8]) -> Option<Evo> {
+    [
+        (&b"auto"[..], Evo::Auto),
+        (b"learn", Evo::Learn),
+        (b"frozen", Evo::Frozen),
+        (b"off", Evo::Off),
+    ]
+    .into_iter()
+    .find(|(w, _)| value.eq_ignore_ascii_case(w))
+    .map(|(_, e)| e)
 }
 
 /// Parses a boolean switch value: `1/on/true/yes` or `0/off/false/no` (case-insensitive).
@@ -133,18 +252,6 @@ fn getenv(name: &CStr) -> Option<&'static [u8]> {
     }
 }
 
-/// Reads `name` with `parse`; on a bad value warns once (naming `shown`, the default as the
-/// user would write it) and returns `default`.
-fn env<T>(name: &CStr, parse: fn(&[u8]) -> Option<T>, default: T, shown: &str) -> T {
-    match getenv(name) {
-        None => default,
-        Some(v) => parse(v).unwrap_or_else(|| {
-            warn_bad(name, v, shown);
-            default
-        }),
-    }
-}
-
 /// Prints the one warning a bad value gets.
 pub fn warn_bad(name: &CStr, value: &[u8], used: &str) {
     let shown = core::str::from_utf8(&value[..value.len().min(64)]).unwrap_or("<not UTF-8>");
@@ -154,22 +261,162 @@ pub fn warn_bad(name: &CStr, value: &[u8], used: &str) {
     ));
 }
 
-/// Reads the configuration from the environment (each call re-reads; see [`get`]).
-pub fn from_env() -> Config {
-    let d = Config::DEFAULT;
+fn on_off(b: bool) -> &'static str {
+    if b { "1" } else { "0" }
+}
+
+fn free_policy_name(p: FreePolicy) -> &'static str {
+    match p {
+        FreePolicy::Adaptive => "adaptive",
+        FreePolicy::Keep => "keep",
+        FreePolicy::Free => "free",
+        FreePolicy::DontNeed => "dontneed",
+    }
+}
+
+fn thp_name(t: Thp) -> &'static str {
+    match t {
+        Thp::Auto => "auto",
+        Thp::Off => "off",
+        Thp::On => "on",
+    }
+}
+
+fn evo_name(e: Evo) -> &'static str {
+    match e {
+        Evo::Auto => "auto",
+        Evo::Learn => "learn",
+        Evo::Frozen => "frozen",
+        Evo::Off => "off",
+    }
+}
+
+fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Minimal => "minimal",
+        Mode::Fast => "fast",
+        Mode::Balanced => "balanced",
+        Mode::Learning => "learning",
+        Mode::Research => "research",
+    }
+}
+
+/// Reads the configuration from `lookup` (a variable name → its value): the mode first, then
+/// each override, with the mode's value as the default. A bad value gets one warning through
+/// `warn` (variable, value, the value used) and the default.
+pub fn parse_with(
+    lookup: impl Fn(&CStr) -> Option<&'static [u8]>,
+    warn: impl Fn(&CStr, &[u8], &str),
+) -> Config {
+    fn read<T>(
+        lookup: &impl Fn(&CStr) -> Option<&'static [u8]>,
+        warn: &impl Fn(&CStr, &[u8], &str),
+        name: &CStr,
+        parse: fn(&[u8]) -> Option<T>,
+        default: T,
+        shown: &str,
+    ) -> T {
+        match lookup(name) {
+            None => default,
+            Some(v) => parse(v).unwrap_or_else(|| {
+                warn(name, v, shown);
+                default
+            }),
+        }
+    }
+    let (l, w) = (&lookup, &warn);
+    let mode = read(l, w, c"HAKMEM_MODE", parse_mode, Mode::Balanced, "balanced");
+    let d = Config::of_mode(mode);
+    let flag = |name: &CStr, default: bool| read(l, w, name, parse_bool, default, on_off(default));
     Config {
-        stats: env(c"HAKMEM_STATS", parse_bool, d.stats, "0"),
-        verbose: env(c"HAKMEM_VERBOSE", parse_bool, d.verbose, "0"),
-        free_policy: env(
+        mode,
+        tiny_pool: flag(c"HAKMEM_TINY_POOL", d.tiny_pool),
+        pool: flag(c"HAKMEM_POOL", d.pool),
+        l25: flag(c"HAKMEM_L25", d.l25),
+        site_rules: flag(c"HAKMEM_SITE_RULES", d.site_rules),
+        elo: flag(c"HAKMEM_ELO", d.elo),
+        evo: read(l, w, c"HAKMEM_EVO", parse_evo, d.evo, evo_name(d.evo)),
+        batch_madvise: flag(c"HAKMEM_BATCH_MADVISE", d.batch_madvise),
+        elo_report: flag(c"HAKMEM_ELO_REPORT", d.elo_report),
+        stats: flag(c"HAKMEM_STATS", d.stats),
+        verbose: flag(c"HAKMEM_VERBOSE", d.verbose),
+        free_policy: read(
+            l,
+            w,
             c"HAKMEM_FREE_POLICY",
             parse_free_policy,
             d.free_policy,
-            "adaptive",
+            free_policy_name(d.free_policy),
         ),
-        purge_delay_ms: env(c"HAKMEM_PURGE_DELAY_MS", parse_ms, d.purge_delay_ms, "100"),
-        thp: env(c"HAKMEM_THP", parse_thp, d.thp, "auto"),
-        bigcache: env(c"HAKMEM_BIGCACHE", parse_bool, d.bigcache, "1"),
+        purge_delay_ms: read(
+            l,
+            w,
+            c"HAKMEM_PURGE_DELAY_MS",
+            parse_ms,
+            d.purge_delay_ms,
+            "100",
+        ),
+        thp: read(l, w, c"HAKMEM_THP", parse_thp, d.thp, thp_name(d.thp)),
+        bigcache: flag(c"HAKMEM_BIGCACHE", d.bigcache),
     }
+}
+
+/// Reads the configuration from the environment (each call re-reads; see [`get`]).
+pub fn from_env() -> Config {
+    parse_with(getenv, warn_bad)
+}
+
+/// Prints the effective configuration (`HAKMEM_VERBOSE=1`): a `hakmem-config:` line and the
+/// `hakmem-features:` line (`name=on|off` for each feature; `cargo xtask bench --ablate` reads
+/// it to know which features this build has).
+pub fn print(c: &Config) {
+    let oo = |b: bool| if b { "on" } else { "off" };
+    crate::diag::print(format_args!(
+        "hakmem-config: mode={} free_policy={} purge_delay_ms={} thp={} evo={} stats={} elo_report={}",
+        mode_name(c.mode),
+        free_policy_name(c.free_policy),
+        c.purge_delay_ms,
+        thp_name(c.thp),
+        evo_name(c.evo),
+        on_off(c.stats),
+        on_off(c.elo_report),
+    ));
+    crate::diag::print(format_args!(
+        "hakmem-features: tiny_pool={} pool={} l25={} bigcache={} site_rules={} elo={} evo={} batch_madvise={}",
+        oo(c.tiny_pool),
+        oo(c.pool),
+        oo(c.l25),
+        oo(c.bigcache),
+        oo(c.site_rules),
+        oo(c.elo),
+        if c.evo == Evo::Off {
+            "off"
+        } else {
+            evo_name(c.evo)
+        },
+        oo(c.batch_madvise),
+    ));
+}
+
+/// Router bit: the Tiny tier is on.
+pub const ROUTE_TINY: u8 = 1;
+/// Router bit: the L2 pool is on.
+pub const ROUTE_L2: u8 = 2;
+/// Router bit: the L2.5 pool is on.
+pub const ROUTE_L25: u8 = 4;
+static ROUTES: AtomicU8 = AtomicU8::new(ROUTE_TINY | ROUTE_L2 | ROUTE_L25);
+
+fn routes_of(c: &Config) -> u8 {
+    (if c.tiny_pool { ROUTE_TINY } else { 0 })
+        | (if c.pool { ROUTE_L2 } else { 0 })
+        | (if c.l25 { ROUTE_L25 } else { 0 })
+}
+
+/// The tier switches as router bits (`ROUTE_*`): one Relaxed byte load, all on until the
+/// configuration has been read.
+#[inline(always)]
+pub fn routes() -> u8 {
+    ROUTES.load(Ordering::Relaxed)
 }
 
 const UNREAD: u8 = 0;
@@ -196,11 +443,9 @@ pub fn get() -> Config {
         // SAFETY: this thread alone writes, before publishing READ (see `Slot`).
         unsafe { *CONFIG.0.get() = c };
         STATE.store(READ, Ordering::Release);
+        ROUTES.store(routes_of(&c), Ordering::Relaxed);
         if c.verbose {
-            crate::diag::print(format_args!(
-                "config: stats={} verbose={} free_policy={:?} purge_delay_ms={} thp={:?} bigcache={}",
-                c.stats, c.verbose, c.free_policy, c.purge_delay_ms, c.thp, c.bigcache
-            ));
+            print(&c);
         }
         state = READ;
     }
@@ -226,6 +471,100 @@ mod tests {
         for v in ["", "2", "maybe", "1 ", "onn"] {
             assert_eq!(parse_bool(v.as_bytes()), None, "{v}");
         }
+    }
+
+    /// Parses `vars` as the environment; returns the config and the warnings.
+    fn parse_vars(vars: &[(&str, &str)]) -> (Config, std::vec::Vec<std::string::String>) {
+        use std::string::ToString;
+        let owned: std::vec::Vec<(std::string::String, &'static [u8])> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), &*std::boxed::Box::leak(v.as_bytes().into())))
+            .collect();
+        let warnings = core::cell::RefCell::new(std::vec::Vec::new());
+        let c = parse_with(
+            |name| {
+                let name = name.to_str().unwrap();
+                owned.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
+            },
+            |name, value, used| {
+                warnings.borrow_mut().push(std::format!(
+                    "{}={} -> {used}",
+                    name.to_str().unwrap(),
+                    core::str::from_utf8(value).unwrap()
+                ))
+            },
+        );
+        (c, warnings.into_inner())
+    }
+
+    #[test]
+    fn modes_set_the_feature_defaults() {
+        let (c, w) = parse_vars(&[]);
+        assert!(w.is_empty());
+        assert_eq!(c, Config::DEFAULT);
+        assert_eq!(c.mode, Mode::Balanced);
+        assert!(c.bigcache && c.batch_madvise && c.site_rules && c.elo);
+        assert_eq!(c.evo, Evo::Frozen);
+        let (m, _) = parse_vars(&[("HAKMEM_MODE", "minimal")]);
+        assert!(!m.bigcache && !m.batch_madvise && !m.site_rules && !m.elo);
+        assert!(m.tiny_pool && m.pool && m.l25);
+        assert_eq!((m.thp, m.evo), (Thp::Off, Evo::Off));
+        assert!(m.eager_purge() && !m.learning());
+        let (f, _) = parse_vars(&[("HAKMEM_MODE", "FAST")]);
+        assert!(f.bigcache && f.batch_madvise && !f.elo && !f.eager_purge());
+        let (l, _) = parse_vars(&[("HAKMEM_MODE", "learning")]);
+        assert_eq!(l.evo, Evo::Auto);
+        assert!(l.learning());
+        let (r, _) = parse_vars(&[("HAKMEM_MODE", "research")]);
+        assert_eq!(r.thp, Thp::On);
+        assert!(r.verbose);
+    }
+
+    #[test]
+    fn overrides_win_over_the_mode() {
+        let (c, w) = parse_vars(&[
+            ("HAKMEM_MODE", "minimal"),
+            ("HAKMEM_BIGCACHE", "1"),
+            ("HAKMEM_EVO", "learn"),
+            ("HAKMEM_ELO", "on"),
+            ("HAKMEM_TINY_POOL", "0"),
+            ("HAKMEM_THP", "auto"),
+        ]);
+        assert!(w.is_empty(), "{w:?}");
+        assert!(c.bigcache && c.elo && !c.tiny_pool);
+        assert_eq!((c.evo, c.thp), (Evo::Learn, Thp::Auto));
+        assert_eq!(routes_of(&c), ROUTE_L2 | ROUTE_L25);
+    }
+
+    #[test]
+    fn every_bad_value_warns_once_and_keeps_the_default() {
+        let vars = [
+            ("HAKMEM_MODE", "turbo", "balanced"),
+            ("HAKMEM_TINY_POOL", "2", "1"),
+            ("HAKMEM_POOL", "yes please", "1"),
+            ("HAKMEM_L25", "", "1"),
+            ("HAKMEM_BIGCACHE", "maybe", "1"),
+            ("HAKMEM_SITE_RULES", "-1", "1"),
+            ("HAKMEM_ELO", "onn", "1"),
+            ("HAKMEM_EVO", "sometimes", "frozen"),
+            ("HAKMEM_BATCH_MADVISE", "x", "1"),
+            ("HAKMEM_ELO_REPORT", "10", "0"),
+            ("HAKMEM_STATS", "true!", "0"),
+            ("HAKMEM_VERBOSE", "loud", "0"),
+            ("HAKMEM_FREE_POLICY", "lazy", "adaptive"),
+            ("HAKMEM_PURGE_DELAY_MS", "1e3", "100"),
+            ("HAKMEM_THP", "always", "auto"),
+        ];
+        for (name, bad, used) in vars {
+            let (c, w) = parse_vars(&[(name, bad)]);
+            assert_eq!(c, Config::DEFAULT, "{name}={bad:?} changed the config");
+            assert_eq!(w, [std::format!("{name}={bad} -> {used}")], "{name}");
+        }
+        // All at once: one warning each.
+        let all: std::vec::Vec<(&str, &str)> = vars.iter().map(|(n, b, _)| (*n, *b)).collect();
+        let (c, w) = parse_vars(&all);
+        assert_eq!(c, Config::DEFAULT);
+        assert_eq!(w.len(), vars.len());
     }
 
     #[test]

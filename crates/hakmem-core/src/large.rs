@@ -74,11 +74,23 @@ pub fn alloc_in(cache: &impl MappingCache, size: usize, align: usize) -> (*mut u
     };
     let seg_align = align.max(CHUNK_SIZE);
     crate::purge::tick(true);
-    // A cached mapping up to half as long again serves the request: the excess is address
-    // space (and the pages the previous block touched), and the hit rate on varied sizes is
-    // what saves the page faults.
+    // The shortest cached mapping that is long enough serves the request (what saves the page
+    // faults is the hit rate on varied sizes): up to half as long again it is taken whole (the
+    // excess is address space and the pages the previous block touched), a longer one is split.
     let max_len = len + ((len / 2) & !(CHUNK_SIZE - 1));
-    let (base, len, fresh) = match cache.take(len, max_len, seg_align) {
+    let (base, len, fresh) = match cache.take(len, usize::MAX, seg_align) {
+        Some((b, l)) if l > max_len => {
+            // A longer mapping: split it at the chunk boundary after `len` and give the tail
+            // back to the cache (whole chunks, chunk-aligned: a mapping of its own from then on).
+            // SAFETY: `len < l`; the tail lies inside the mapping just taken.
+            let (tail, rest) = (unsafe { b.add(len) }, l - len);
+            stats::OS_SEGMENTS.add(1); // one reservation is two from now on
+            if !cache.put(tail, rest) {
+                // SAFETY: the tail is ours and holds nothing live.
+                unsafe { OS_PAGES.release(tail, rest) };
+            }
+            (b, len, false)
+        }
         Some((b, l)) => (b, l, false),
         None => (OS_PAGES.reserve(len, seg_align, TAG_LARGE), len, true),
     };

@@ -31,6 +31,7 @@ pub mod diag;
 pub mod large;
 pub mod map;
 pub mod os;
+pub mod policy;
 #[cfg(not(loom))]
 pub mod purge;
 #[cfg(not(loom))]

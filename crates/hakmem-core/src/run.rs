@@ -244,7 +244,7 @@ pub unsafe fn free(p: *mut u8) {
     let Some((seg, i)) = locate(p) else {
         return crate::diag::bad_pointer("free", p);
     };
-    let eager = crate::config::get().free_policy == FreePolicy::DontNeed;
+    let eager = crate::config::get().eager_purge();
     os::keep_errno(|| {
         let mut segs = SEGMENTS.lock();
         // SAFETY: `seg` is a live run segment; the lock serialises its header.

@@ -27,6 +27,7 @@ pub use api::*;
 #[cfg(not(loom))]
 mod api {
     use crate::tls::heap;
+    use core::sync::atomic::{AtomicPtr, Ordering};
     use hakmem_core::class::{
         TINY_CLASS_COUNT, TINY_CLASSES, TINY_MAX, TINY_WSIZES, tiny_class, tiny_class_aligned,
         wsize, wsize_range,
@@ -65,6 +66,25 @@ mod api {
         fn counters() -> &'static TierCounters {
             &stats::TINY
         }
+        fn divert(size: usize) -> Option<*mut u8> {
+            if hakmem_core::config::routes() & hakmem_core::config::ROUTE_TINY != 0 {
+                return None;
+            }
+            let f = DIVERT.load(Ordering::Relaxed);
+            // SAFETY: DIVERT holds null or a `fn(usize) -> *mut u8` stored by `divert_to`.
+            (!f.is_null())
+                .then(|| unsafe { core::mem::transmute::<*mut (), fn(usize) -> *mut u8>(f)(size) })
+        }
+    }
+
+    static DIVERT: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+    /// Where Tiny requests go while the tier is switched off (`HAKMEM_TINY_POOL=0`): set by
+    /// the crate that routes sizes (the facade gives its pools). Until it is set, and while the
+    /// tier is on, Tiny serves them. Blocks from slabs a thread took before the switch was
+    /// read stay valid.
+    pub fn divert_to(f: fn(usize) -> *mut u8) {
+        DIVERT.store(f as *mut (), Ordering::Relaxed);
     }
 
     /// A thread's Tiny heap.

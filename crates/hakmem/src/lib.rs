@@ -24,7 +24,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
 use hakmem_bigcache::{BigCache, BigCacheConfig};
 use hakmem_core::class::TINY_MAX;
-use hakmem_core::config::{self, FreePolicy};
+use hakmem_core::config::{self, FreePolicy, ROUTE_L2, ROUTE_L25};
 use hakmem_core::large::NoCache;
 use hakmem_core::map::{self, TAG_L2, TAG_L25, TAG_LARGE, TAG_NONE, TAG_RUN, TAG_TINY};
 use hakmem_core::run::{RUN_MAX, SPAN_MIN};
@@ -58,10 +58,38 @@ pub fn malloc(size: usize) -> *mut u8 {
 /// every class size is a multiple of 256).
 const POOL_ALIGN: usize = 128;
 
+/// Where Tiny's requests go while it is switched off: the pools (or page runs).
+fn tiny_diverted(size: usize) -> *mut u8 {
+    alloc_big(size, natural_align(size))
+}
+
+/// Hands [`tiny_diverted`] to the Tiny tier when the library loads (before any thread can have
+/// read the configuration that switches Tiny off).
+#[used]
+#[unsafe(link_section = ".init_array")]
+static DIVERT_TINY: extern "C" fn() = {
+    extern "C" fn set() {
+        hakmem_tiny::divert_to(tiny_diverted);
+    }
+    set
+};
+
+/// Whether a pool serves `size` (above Tiny, or any size when Tiny is off): L2 up to 32 KiB,
+/// L2.5 up to [`SPAN_MIN`], each when its switch is on.
+#[inline(always)]
+fn pooled(size: usize) -> bool {
+    let r = config::routes();
+    if size <= hakmem_pool::L2_MAX {
+        r & ROUTE_L2 != 0
+    } else {
+        size <= SPAN_MIN && r & ROUTE_L25 != 0
+    }
+}
+
 /// Sizes above Tiny (or alignments Tiny cannot give).
 #[inline(never)]
 fn alloc_big(size: usize, align: usize) -> *mut u8 {
-    if size <= SPAN_MIN && align <= POOL_ALIGN {
+    if align <= POOL_ALIGN && pooled(size) {
         hakmem_pool::alloc(size.max(TINY_MAX + 1))
     } else if size <= RUN_MAX && align <= RUN_MAX {
         run::alloc(size, align)
@@ -79,7 +107,7 @@ static BIGCACHE_SET: AtomicU8 = AtomicU8::new(0);
 fn bigcache() -> Option<&'static BigCache> {
     let cfg = config::get();
     if !cfg.bigcache || cfg.free_policy == FreePolicy::DontNeed {
-        return None;
+        return None; // `dontneed` asks for the lowest RSS: nothing kept
     }
     if BIGCACHE_SET.load(Ordering::Acquire) == 0 && BIGCACHE_SET.swap(1, Ordering::AcqRel) == 0 {
         let max_age_ms = match cfg.free_policy {

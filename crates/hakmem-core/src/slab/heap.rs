@@ -213,6 +213,9 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
     #[cold]
     #[inline(never)]
     pub(crate) fn alloc_slow(&self, size: usize) -> *mut u8 {
+        if let Some(p) = G::divert(size) {
+            return p;
+        }
         if self.state.get() != ACTIVE {
             self.init();
         }

@@ -372,19 +372,14 @@ fn loom_abandoned_slab_purge_pass_with_remote_free() {
     });
 }
 
-/// Reproduces a data race (not run by default: it fails). A remote free's bounds check
-/// (`free_slow` → `Slab::holds_block`, and `usable_size` likewise) reads the slab's `carved`
-/// cell without synchronising with the owner, while the owner's `Slab::carve` writes it. Here
-/// thread A exits with one carved, live block (given to C) and never-carved memory left; B
-/// adopts the slab and carves more while C frees its block. Loom reports the unordered
-/// read/write of `carved` ("Causality violation"). The same race exists without any
-/// abandonment: a remote free racing its owner's carve. On x86-64 and aarch64 the aligned u32
-/// load sees either the old or the new count, both above the freed block, so the check
-/// passes in practice, but the access is undefined behaviour in the Rust memory model (and
-/// what ThreadSanitizer would flag). Run it with
-/// `cargo xtask loom -- --ignored loom_remote_bounds_check_races_carve`.
+/// A remote free's bounds check (`free_slow` → `Slab::holds_block`, and `usable_size` likewise)
+/// reads the slab's `carved` count without synchronising with the owner, while the owner's
+/// `Slab::carve` writes it: thread A exits with one carved, live block (given to C) and
+/// never-carved memory left; B adopts the slab and carves more while C frees its block. With
+/// `carved` a plain cell loom reported the unordered read/write ("Causality violation"); as a
+/// Relaxed atomic the check sees the old or the new count, both above the freed block, and the
+/// block is collected exactly once.
 #[test]
-#[ignore = "reproduces the known race on Slab::carved (see the doc comment)"]
 fn loom_remote_bounds_check_races_carve() {
     loom::model(|| {
         let pool = Arc::new(Pool::new());

@@ -12,7 +12,35 @@
 
 use super::remote::{Block, RemoteList};
 use crate::stats::TierCounters;
-use crate::sync::{AtomicUsize, Cell, Ordering};
+use crate::sync::{AtomicU32, AtomicUsize, Cell, Ordering};
+
+/// A `u32` the owner writes and other threads read: a Relaxed atomic (the same instructions as
+/// a plain field on x86-64 and aarch64, but no data race). Readers need no ordering: any value
+/// they can see lies above every block handed out before the block they hold.
+pub struct SharedU32(AtomicU32);
+
+impl SharedU32 {
+    /// A cell holding `v`.
+    #[cfg(not(loom))]
+    pub const fn new(v: u32) -> Self {
+        SharedU32(AtomicU32::new(v))
+    }
+    /// A cell holding `v` (loom's atomics are not const).
+    #[cfg(loom)]
+    pub fn new(v: u32) -> Self {
+        SharedU32(AtomicU32::new(v))
+    }
+    /// The value.
+    #[inline(always)]
+    pub fn get(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
+    }
+    /// Sets the value.
+    #[inline(always)]
+    pub fn set(&self, v: u32) {
+        self.0.store(v, Ordering::Relaxed)
+    }
+}
 use core::ptr;
 
 /// Owner flag: the slab is in its owner's full queue.
@@ -35,7 +63,8 @@ pub struct Slab {
     pub(crate) local_free: Cell<*mut Block>,
     pub(crate) remote: RemoteList,
     pub(crate) capacity: Cell<u32>,
-    pub(crate) carved: Cell<u32>,
+    /// Read by other threads (the bounds check of a remote free, `usable_size`): atomic.
+    pub(crate) carved: SharedU32,
     pub(crate) class: Cell<u8>,
     pub(crate) next: Cell<*mut Slab>,
     pub(crate) prev: Cell<*mut Slab>,
@@ -65,7 +94,7 @@ impl Slab {
             local_free: Cell::new(ptr::null_mut()),
             remote: RemoteList::new(),
             capacity: Cell::new(0),
-            carved: Cell::new(0),
+            carved: SharedU32::new(0),
             class: Cell::new(0),
             next: Cell::new(ptr::null_mut()),
             prev: Cell::new(ptr::null_mut()),
@@ -87,7 +116,7 @@ impl Slab {
             local_free: Cell::new(ptr::null_mut()),
             remote: RemoteList::new(),
             capacity: Cell::new(0),
-            carved: Cell::new(0),
+            carved: SharedU32::new(0),
             class: Cell::new(0),
             next: Cell::new(ptr::null_mut()),
             prev: Cell::new(ptr::null_mut()),

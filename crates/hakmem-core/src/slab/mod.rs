@@ -56,6 +56,12 @@ mod tier {
         fn pool() -> &'static pool::SlabPool;
         /// The tier's counters.
         fn counters() -> &'static TierCounters;
+        /// Where a request goes instead while the tier is switched off (`HAKMEM_TINY_POOL=0`,
+        /// ...): asked on the slow path only, before a slab is taken, so a tier that is on
+        /// pays nothing on its fast path. `None`: the tier serves it.
+        fn divert(_size: usize) -> Option<*mut u8> {
+            None
+        }
     }
 
     /// The slab size of a geometry.

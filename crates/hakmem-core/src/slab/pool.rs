@@ -11,7 +11,7 @@
 
 use super::meta::Slab;
 use super::{Geometry, slab_size};
-use crate::config::{self, FreePolicy};
+use crate::config;
 use crate::os::{self, PAGE};
 use crate::purge::{self, Advice, Stage};
 use crate::segment::{OS_PAGES, PageSource};
@@ -242,7 +242,7 @@ impl SlabPool {
         s.block_size.set(0);
         let size = self.slab_size.load(Ordering::Relaxed);
         let mut stage = Stage::Hot;
-        if config::get().free_policy == FreePolicy::DontNeed {
+        if config::get().eager_purge() {
             // SAFETY: the slab is dead and still ours (not yet on the free list).
             stage = unsafe { purge_body(s, size, Advice::DontNeed, stage) };
         }
