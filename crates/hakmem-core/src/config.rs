@@ -159,9 +159,10 @@ impl Config {
         self.free_policy == FreePolicy::DontNeed || !self.batch_madvise
     }
 
-    /// Whether the learner runs (ratings and the lifecycle).
+    /// Whether the learner explores and rates candidates (`HAKMEM_ELO` on and `HAKMEM_EVO`
+    /// `auto` or `learn`); `frozen` runs the default policy with nothing measured.
     pub fn learning(&self) -> bool {
-        self.elo && self.evo != Evo::Off
+        self.elo && matches!(self.evo, Evo::Auto | Evo::Learn)
     }
 }
 

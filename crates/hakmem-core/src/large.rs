@@ -25,6 +25,20 @@ struct Header {
     /// Start and length of the whole reservation.
     base: *mut u8,
     len: usize,
+    /// Where the block was allocated from (0: unknown), when (ms) and by which thread: read by
+    /// site profiling when the block is freed.
+    origin: Origin,
+}
+
+/// Where and when a large block was allocated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Origin {
+    /// The call site (0: unknown).
+    pub site: usize,
+    /// [`os::now_ms`] at the allocation.
+    pub born_ms: u64,
+    /// [`os::thread_id`] of the allocating thread.
+    pub tid: usize,
 }
 
 fn reservation(size: usize, align: usize) -> Option<(usize, usize)> {
@@ -68,6 +82,16 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
 /// Like [`alloc`], taking a mapping from `cache` when it has one. The flag is true when the
 /// memory is fresh from the OS (hence zero), false when it came from the cache.
 pub fn alloc_in(cache: &impl MappingCache, size: usize, align: usize) -> (*mut u8, bool) {
+    alloc_at(cache, size, align, Origin::default())
+}
+
+/// Like [`alloc_in`], recording `origin` in the block's header (see [`origin`]).
+pub fn alloc_at(
+    cache: &impl MappingCache,
+    size: usize,
+    align: usize,
+    origin: Origin,
+) -> (*mut u8, bool) {
     let Some((head, len)) = reservation(size, align) else {
         os::set_errno(libc::ENOMEM);
         return (ptr::null_mut(), false);
@@ -105,6 +129,7 @@ pub fn alloc_in(cache: &impl MappingCache, size: usize, align: usize) -> (*mut u
             user: p,
             base,
             len,
+            origin,
         });
         stats::LARGE_ALLOCS.add(1);
         (p, fresh)
@@ -122,6 +147,15 @@ fn header(p: *mut u8) -> Option<*mut Header> {
     // reservations, which are mapped in whole.
     let ok = unsafe { (*h).magic == MAGIC && (*h).user == p };
     ok.then_some(h)
+}
+
+/// The origin recorded for a live block, with its usable size; None for a stray pointer.
+///
+/// # Safety
+/// `p` must lie in a chunk the owner map tags as large.
+pub unsafe fn origin(p: *mut u8) -> Option<(Origin, usize)> {
+    // SAFETY: `h` is the live header.
+    header(p).map(|h| unsafe { ((*h).origin, (*h).base as usize + (*h).len - p as usize) })
 }
 
 /// Frees a block. A pointer that is not a live block gets a diagnostic and is ignored.

@@ -58,6 +58,14 @@ impl RawLock {
         }
     }
 
+    /// Takes the lock if it is free; false (and nothing held) otherwise.
+    #[inline]
+    pub fn try_lock(&self) -> bool {
+        self.state
+            .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
     #[cold]
     fn lock_contended(&self) {
         // Spin a little before sleeping. Left out under loom: each spin is a Relaxed load the
@@ -173,6 +181,11 @@ impl<T> Mutex<T> {
     pub fn lock(&self) -> MutexGuard<'_, T> {
         self.lock.lock();
         MutexGuard { m: self }
+    }
+
+    /// Locks if the mutex is free: a guard, or None without waiting.
+    pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+        self.lock.try_lock().then_some(MutexGuard { m: self })
     }
 
     /// The raw lock, for `fork` handlers that must hold it across the fork.

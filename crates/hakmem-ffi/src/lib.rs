@@ -253,8 +253,12 @@ mod lifecycle {
     }
 
     extern "C" fn on_unload() {
-        if config::get().stats {
+        let cfg = config::get();
+        if cfg.stats {
             stats::print();
+        }
+        if cfg.elo_report {
+            hakmem::learn::report();
         }
     }
 

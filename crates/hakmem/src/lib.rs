@@ -27,9 +27,10 @@ use hakmem_core::class::TINY_MAX;
 use hakmem_core::config::{self, FreePolicy, ROUTE_L2, ROUTE_L25};
 use hakmem_core::large::NoCache;
 use hakmem_core::map::{self, TAG_L2, TAG_L25, TAG_LARGE, TAG_NONE, TAG_RUN, TAG_TINY};
+use hakmem_core::policy::{self, SiteAction};
 use hakmem_core::run::{RUN_MAX, SPAN_MIN};
 use hakmem_core::sync::{AtomicU8, Ordering};
-use hakmem_core::{diag, large, run};
+use hakmem_core::{diag, large, os, run};
 
 pub use hakmem_core::stats::Stats;
 
@@ -50,8 +51,27 @@ pub fn malloc(size: usize) -> *mut u8 {
     if size <= TINY_MAX {
         hakmem_tiny::alloc(size)
     } else {
-        alloc_big(size, 16)
+        malloc_big(size)
     }
+}
+
+/// `malloc` above Tiny, entered by a tail jump from [`malloc`]: on x86-64 its return address is
+/// still `malloc`'s caller's, which it reads as the call site (two instructions, off the Tiny
+/// path) and passes on. Elsewhere the site is unknown (0).
+#[cfg(target_arch = "x86_64")]
+#[unsafe(naked)]
+extern "C" fn malloc_big(size: usize) -> *mut u8 {
+    core::arch::naked_asm!("mov rsi, [rsp]", "jmp {f}", f = sym malloc_big_at)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn malloc_big(size: usize) -> *mut u8 {
+    alloc_big_at(size, 16, 0)
+}
+
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+extern "C" fn malloc_big_at(size: usize, site: usize) -> *mut u8 {
+    alloc_big_at(size, 16, site)
 }
 
 /// Every pool block is aligned to 128 bytes (slabs are aligned, the header is 128 bytes, and
@@ -89,14 +109,22 @@ fn pooled(size: usize) -> bool {
 /// Sizes above Tiny (or alignments Tiny cannot give).
 #[inline(never)]
 fn alloc_big(size: usize, align: usize) -> *mut u8 {
+    alloc_big_at(size, align, 0)
+}
+
+/// [`alloc_big`] from call site `site` (0: unknown).
+#[inline(never)]
+fn alloc_big_at(size: usize, align: usize, site: usize) -> *mut u8 {
     if align <= POOL_ALIGN && pooled(size) {
         hakmem_pool::alloc(size.max(TINY_MAX + 1))
     } else if size <= RUN_MAX && align <= RUN_MAX {
         run::alloc(size, align)
     } else {
-        alloc_large(size, align).0
+        alloc_large_at(size, align, site).0
     }
 }
+
+pub mod learn;
 
 /// The process's cache of freed direct mappings.
 static BIGCACHE: BigCache = BigCache::new(BigCacheConfig::DEFAULT);
@@ -124,9 +152,46 @@ fn bigcache() -> Option<&'static BigCache> {
 
 /// A direct mapping, from the BigCache when it has one; true when fresh (zero) memory.
 fn alloc_large(size: usize, align: usize) -> (*mut u8, bool) {
+    alloc_large_at(size, align, 0)
+}
+
+/// [`alloc_large`] from call site `site`, profiled for the learner.
+fn alloc_large_at(size: usize, align: usize, site: usize) -> (*mut u8, bool) {
+    learn::on_large_alloc(size, site);
+    let origin = large::Origin {
+        site,
+        born_ms: os::now_ms(),
+        tid: os::thread_id(),
+    };
     match bigcache() {
-        Some(c) => large::alloc_in(c, size, align),
-        None => large::alloc_in(&NoCache, size, align),
+        Some(c) => large::alloc_at(c, size, align, origin),
+        None => large::alloc_at(&NoCache, size, align, origin),
+    }
+}
+
+/// Frees a direct mapping: into the BigCache unless there is none or the block's site has a
+/// `Direct` rule in the policy snapshot.
+///
+/// # Safety
+/// `p` must lie in a chunk the owner map tags as large.
+unsafe fn free_large(p: *mut u8) {
+    // SAFETY: forwarded contract.
+    let origin = unsafe { large::origin(p) };
+    let mut cache = bigcache();
+    if let Some((o, size)) = origin
+        && o.site != 0
+    {
+        learn::on_large_free(o.site, size, o.born_ms, o.tid);
+        if policy::current().site_action(o.site) == SiteAction::Direct {
+            cache = None;
+        }
+    }
+    // SAFETY: forwarded contract.
+    unsafe {
+        match cache {
+            Some(c) => large::free_in(c, p),
+            None => large::free(p),
+        }
     }
 }
 
@@ -187,10 +252,7 @@ unsafe fn free_other(p: *mut u8, tag: map::Tag) {
             TAG_L2 => hakmem_pool::free_l2(p),
             TAG_L25 => hakmem_pool::free_l25(p),
             TAG_RUN => run::free(p),
-            TAG_LARGE => match bigcache() {
-                Some(c) => large::free_in(c, p),
-                None => large::free(p),
-            },
+            TAG_LARGE => free_large(p),
             _ if p.is_null() => {}
             _ => diag::bad_pointer("free", p),
         }
