@@ -8,8 +8,8 @@
 //!   window the rules derived from the table (a site whose blocks live long or are never freed
 //!   goes `Direct`: its freed mappings bypass the BigCache) travel in the policy snapshot.
 //! - **ELO/EVO** (`HAKMEM_ELO`, `HAKMEM_EVO`): the candidates are BigCache budgets
-//!   ([`CANDIDATES`]). A window closes every [`WINDOW_OPS`] large allocations (at least
-//!   [`WINDOW_MIN_MS`] apart); the thread that closes it measures the window (large
+//!   ([`CANDIDATES`]). A window closes once it has seen [`WINDOW_OPS`] large allocations
+//!   and lasted [`WINDOW_MIN_MS`]; the thread that closes it measures the window (large
 //!   allocations per CPU-second of the process, minor page faults per allocation, RSS), hands
 //!   it to the [`Evo`] lifecycle and publishes the policy of the candidate it picks. A thread
 //!   that finds the learner busy goes on (try-lock): nothing ever waits for learning.
@@ -48,6 +48,8 @@ static SITES: SiteTable<64> = SiteTable::new();
 static OPS: AtomicU64 = AtomicU64::new(0);
 static HIST: [AtomicU32; 16] = [const { AtomicU32::new(0) }; 16];
 static NEXT_MS: AtomicU64 = AtomicU64::new(0);
+/// The window closes once the op count reaches this (and it has lasted [`WINDOW_MIN_MS`]).
+static WINDOW_END: AtomicU64 = AtomicU64::new(WINDOW_OPS);
 
 struct Learner {
     evo: Evo<3>,
@@ -87,7 +89,7 @@ pub fn on_large_alloc(size: usize, site: usize) {
     }
     let ops = OPS.fetch_add(1, Ordering::Relaxed) + 1;
     HIST[size_bucket(size)].fetch_add(1, Ordering::Relaxed);
-    if !ops.is_multiple_of(WINDOW_OPS) {
+    if ops < WINDOW_END.load(Ordering::Relaxed) {
         return;
     }
     let now = os::now_ms();
@@ -96,6 +98,7 @@ pub fn on_large_alloc(size: usize, site: usize) {
     }
     if let Some(mut l) = LEARNER.try_lock() {
         NEXT_MS.store(now + WINDOW_MIN_MS, Ordering::Relaxed);
+        WINDOW_END.store(ops + WINDOW_OPS, Ordering::Relaxed);
         close_window(&mut l, ops, &cfg);
     }
 }

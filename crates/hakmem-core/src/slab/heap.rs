@@ -148,8 +148,10 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
             if b.is_null() {
                 return self.alloc_slow(size);
             }
-            s.free.set((*b).next);
+            let next = (*b).next;
+            s.free.set(next);
             s.used.set(s.used.get() + 1);
+            prefetch(next);
             b.cast()
         }
     }
@@ -483,7 +485,21 @@ fn register_exit<G: Geometry, const D: usize, const C: usize>(heap: &Heap<G, D, 
     unsafe { libc::pthread_setspecific(key, heap as *const Heap<G, D, C> as *const libc::c_void) };
 }
 
-/// Frees a block of tier `G` (the hot path): a push onto the slab's local list when this
+/// Starts fetching the block the next allocation of a class will hand out: a block another
+/// core freed last is a cache miss, and a run of allocations (a producer filling a batch) then
+/// overlaps those misses instead of taking them one after the other. A hint: null is fine.
+#[inline(always)]
+fn prefetch(b: *mut Block) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults, whatever the address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(b.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = b;
+}
+
+/// Frees a block of tier `G` (the hot path): a push onto the slab's free list when this
 /// thread owns the slab, else the slow path. `heap` gives this thread's heap (only called off
 /// the hot path).
 ///
@@ -498,8 +514,8 @@ pub unsafe fn free<G: Geometry, const D: usize, const C: usize>(
     if s.owner.load(Ordering::Relaxed) == thread_id() {
         let b = p.cast::<Block>();
         // SAFETY: the block is dead and its slab is ours: only this thread uses its lists.
-        unsafe { (*b).next = s.local_free.get() };
-        s.local_free.set(b);
+        unsafe { (*b).next = s.free.get() };
+        s.free.set(b);
         let used = s.used.get() - 1;
         s.used.set(used);
         if used == 0 {
@@ -534,8 +550,8 @@ fn free_slow<G: Geometry, const D: usize, const C: usize>(
     let b = p.cast::<Block>();
     if s.owner.load(Ordering::Relaxed) == thread_id() | FULL && heap.unfull(s) {
         // SAFETY: `b` is a dead block of a slab this thread owns.
-        unsafe { (*b).next = s.local_free.get() };
-        s.local_free.set(b);
+        unsafe { (*b).next = s.free.get() };
+        s.free.set(b);
         s.used.set(s.used.get() - 1);
         if s.used.get() == 0 {
             heap.slab_emptied(s);

@@ -6,7 +6,7 @@
 //!
 //! The protocol: the `Cell` fields of a slab belong to whoever owns it (its thread, or whoever
 //! holds the pool lock while it sits on a pool list); `owner` is an atomic read by every
-//! freeing thread to route its free (own thread: the local list, anyone else: the atomic
+//! freeing thread to route its free (own thread: the free list, anyone else: the atomic
 //! remote list); the hand-over from the exiting thread to the adopter or the purge pass is the
 //! pool lock; remote frees reach the new owner through the remote list's Release push /
 //! Acquire take.
@@ -172,8 +172,8 @@ unsafe fn free(s: &Slab, tid: usize, b: usize) {
     let b = b as *mut Block;
     if s.owner.load(Ordering::Relaxed) == tid {
         // SAFETY: the block is dead and the slab is ours.
-        unsafe { (*b).next = s.local_free.get() };
-        s.local_free.set(b);
+        unsafe { (*b).next = s.free.get() };
+        s.free.set(b);
         s.used.set(s.used.get() - 1);
         return;
     }
@@ -265,7 +265,7 @@ fn check_end(pool: &Pool, mem: &SlabMem, adopted: bool, mut got: Vec<usize>) {
             "used disagrees with the blocks"
         );
         assert_eq!(s.owner.load(Ordering::Relaxed), TID_B);
-        assert!(s.free.get().is_null() && s.local_free.get().is_null());
+        assert!(s.free.get().is_null());
     } else {
         assert_eq!(l.free, s as *const Slab as *mut Slab, "the slab was lost");
         assert!(got.is_empty());
@@ -276,7 +276,7 @@ fn check_end(pool: &Pool, mem: &SlabMem, adopted: bool, mut got: Vec<usize>) {
 }
 
 /// Thread A exits holding a slab with two live blocks (one given to thread C, one to thread
-/// B), one block on its local list and one on its free list. Concurrently C frees its block
+/// B), two blocks on its free list. Concurrently C frees its block
 /// remotely, and B tries to adopt the slab, frees its own block (locally if the adoption made
 /// it the owner, remotely if not) and allocates all it can; after the joins B (the main thread)
 /// finishes the adoption if it had come too early, and allocates the rest.

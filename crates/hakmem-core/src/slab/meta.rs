@@ -1,8 +1,9 @@
 //! A slab: an aligned run of blocks of one size class, its metadata in its first 128 bytes (so
-//! the metadata of `p`'s slab is `p` with the low bits cleared), with three free lists (mimalloc's free-list
-//! sharding): `free` (allocation pops here), `local_free` (the owner's frees), and the atomic
-//! remote list (other threads' frees). Allocation only falls to the slow path when `free` runs
-//! dry; the slow path then collects the other two lists in one go.
+//! the metadata of `p`'s slab is `p` with the low bits cleared), with two free lists: `free`
+//! (allocation pops here and the owner's frees push here: last in, first out, so a block freed
+//! and soon allocated again is still in the cache) and the atomic remote list (other threads'
+//! frees). Allocation only falls to the slow path when `free` runs dry; the slow path then
+//! collects the remote list in one go.
 //!
 //! Ownership: `owner` holds the owning thread's id, plus [`FULL`] while the slab sits in its
 //! heap's full queue, or 0 while it is abandoned or unused. A free is local exactly when
@@ -52,31 +53,39 @@ const CARVE_BYTES: usize = 8 << 10;
 /// aligned to 128 bytes at most beyond their class size's own alignment.
 pub const SLAB_HEADER: usize = core::mem::size_of::<Slab>();
 
-/// The metadata of one slab, at the slab's start. It fills whole cache lines, so the owner's
-/// list updates and other threads' remote pushes never share a line with blocks.
+/// The metadata of one slab, at the slab's start. It fills two whole cache lines, so the
+/// owner's list updates and other threads' remote pushes never share a line with blocks. The
+/// first line holds what only the owner touches (its allocations and frees write `free` and
+/// `used` all the time); the second what other threads read or write (`owner` and the bounds
+/// for a remote free's check, the remote list they push onto), so a producer's mallocs and its
+/// consumers' remote frees do not take the same line from each other.
 #[repr(C, align(128))]
 pub struct Slab {
     pub(crate) free: Cell<*mut Block>,
     pub(crate) used: Cell<u32>,
-    pub(crate) block_size: Cell<u32>,
-    pub(crate) owner: AtomicUsize,
-    pub(crate) local_free: Cell<*mut Block>,
-    pub(crate) remote: RemoteList,
-    pub(crate) capacity: Cell<u32>,
-    /// Read by other threads (the bounds check of a remote free, `usable_size`): atomic.
-    pub(crate) carved: SharedU32,
-    pub(crate) class: Cell<u8>,
+    /// In the first slab of a segment: how many of the segment's slabs are in the pool's free
+    /// list (all of them: the segment can go back to the OS whole).
+    pub(crate) seg_free: Cell<u32>,
     pub(crate) next: Cell<*mut Slab>,
     pub(crate) prev: Cell<*mut Slab>,
     pub(crate) heap_id: Cell<u64>,
     /// While in the pool's free list: when it was freed (ms) and how resident it still is
     /// (`purge::Stage`).
     pub(crate) freed_at: Cell<u64>,
+    pub(crate) class: Cell<u8>,
     pub(crate) stage: Cell<u8>,
-    /// In the first slab of a segment: how many of the segment's slabs are in the pool's free
-    /// list (all of them: the segment can go back to the OS whole).
-    pub(crate) seg_free: Cell<u32>,
+    _line: [u8; 14],
+    // Second cache line: shared with other threads.
+    pub(crate) owner: AtomicUsize,
+    pub(crate) remote: RemoteList,
+    pub(crate) block_size: Cell<u32>,
+    pub(crate) capacity: Cell<u32>,
+    /// Read by other threads (the bounds check of a remote free, `usable_size`): atomic.
+    pub(crate) carved: SharedU32,
 }
+
+#[cfg(not(loom))]
+const _: () = assert!(core::mem::offset_of!(Slab, owner) == 64);
 
 // SAFETY: the Cell fields are touched only by the owning thread (or under the pool lock while
 // the slab has no owner); other threads use the atomics only.
@@ -91,7 +100,6 @@ impl Slab {
             used: Cell::new(0),
             block_size: Cell::new(0),
             owner: AtomicUsize::new(0),
-            local_free: Cell::new(ptr::null_mut()),
             remote: RemoteList::new(),
             capacity: Cell::new(0),
             carved: SharedU32::new(0),
@@ -102,6 +110,7 @@ impl Slab {
             freed_at: Cell::new(0),
             stage: Cell::new(0),
             seg_free: Cell::new(0),
+            _line: [0; 14],
         }
     }
 
@@ -113,7 +122,6 @@ impl Slab {
             used: Cell::new(0),
             block_size: Cell::new(0),
             owner: AtomicUsize::new(0),
-            local_free: Cell::new(ptr::null_mut()),
             remote: RemoteList::new(),
             capacity: Cell::new(0),
             carved: SharedU32::new(0),
@@ -124,6 +132,7 @@ impl Slab {
             freed_at: Cell::new(0),
             stage: Cell::new(0),
             seg_free: Cell::new(0),
+            _line: [0; 14],
         }
     }
 
@@ -139,7 +148,6 @@ impl Slab {
     ) {
         debug_assert!(self.remote.is_empty() && self.used.get() == 0);
         self.free.set(ptr::null_mut());
-        self.local_free.set(ptr::null_mut());
         self.used.set(0);
         self.carved.set(0);
         self.class.set(class as u8);
@@ -156,22 +164,17 @@ impl Slab {
         (self as *const Slab as *mut u8).wrapping_add(SLAB_HEADER)
     }
 
-    /// Moves the local and remote frees onto `free` (owner only).
+    /// Moves the remote frees onto `free` (owner only).
     pub(crate) fn collect(&self, counters: &TierCounters) {
-        let local = self.local_free.replace(ptr::null_mut());
-        if !local.is_null() {
-            if self.free.get().is_null() {
-                self.free.set(local);
-            } else {
-                // SAFETY: both lists hold dead blocks of this slab owned by the owner.
-                unsafe { self.free.set(concat(local, self.free.get()).0) };
-            }
-        }
-        let remote = self.remote.take_all();
+        let (remote, n) = self.remote.take_all();
         if !remote.is_null() {
-            // SAFETY: the remote blocks now belong to the owner.
-            let (list, n) = unsafe { concat(remote, self.free.get()) };
-            self.free.set(list);
+            if self.free.get().is_null() {
+                // The usual case (collection runs when `free` is dry): no walk at all.
+                self.free.set(remote);
+            } else {
+                // SAFETY: both lists hold dead blocks of this slab, now the owner's.
+                unsafe { self.free.set(concat(remote, self.free.get())) };
+            }
             self.used.set(self.used.get() - n);
             counters.remote.add(n as u64);
         }
@@ -214,20 +217,18 @@ impl Slab {
     }
 }
 
-/// Prepends the list `a` to `b`; returns the head and the length of `a`.
+/// Prepends the list `a` to `b`; returns the head.
 ///
 /// # Safety
 /// `a` must be a non-empty, null-terminated list of dead blocks owned by the caller.
-unsafe fn concat(a: *mut Block, b: *mut Block) -> (*mut Block, u32) {
-    let mut n = 1;
+unsafe fn concat(a: *mut Block, b: *mut Block) -> *mut Block {
     let mut tail = a;
     // SAFETY: walking a list the caller owns.
     unsafe {
         while !(*tail).next.is_null() {
             tail = (*tail).next;
-            n += 1;
         }
         (*tail).next = b;
     }
-    (a, n)
+    a
 }

@@ -3,7 +3,7 @@
 //! A *slab* is an aligned run of memory holding blocks of one size class, its metadata
 //! ([`meta::Slab`]) in its first 128 bytes, so the metadata of any block is found by masking the
 //! block's address. Each slab is owned by one thread's [`heap::Heap`]; allocation pops from the
-//! slab's free list, the owner's frees push onto its local list, other threads' frees push onto
+//! slab's free list, the owner's frees push onto the same list, other threads' frees push onto
 //! its atomic remote list ([`remote`]). Unused and abandoned slabs live in a shared
 //! [`pool::SlabPool`] (one lock, taken once per slab, never per block).
 //!

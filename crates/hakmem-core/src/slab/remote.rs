@@ -1,8 +1,13 @@
 //! The remote-free list of a slab: a lock-free stack other threads push freed blocks onto
 //! (one CAS each), which the owner takes whole with one swap. Taking everything at once means
 //! the pop side has no ABA problem.
+//!
+//! The head word packs the list's length (high 16 bits) with the pointer to its first block
+//! (low 48 bits: user-space addresses on x86-64 and aarch64 fit), so the owner learns how many
+//! blocks it took without walking the list: the walk would fetch every block, each last
+//! written by another core, one dependent cache miss after another.
 
-use crate::sync::{AtomicPtr, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 use core::ptr;
 
 /// A free block: its first word links it into a list.
@@ -12,9 +17,27 @@ pub struct Block {
     pub next: *mut Block,
 }
 
+const PTR_BITS: u32 = 48;
+const PTR_MASK: u64 = (1 << PTR_BITS) - 1;
+/// The most blocks a list can count (a slab holds fewer: 64 KiB / 8 bytes).
+pub const MAX_COUNT: u64 = (1 << (64 - PTR_BITS)) - 1;
+
+#[inline(always)]
+fn pack(b: *mut Block, n: u64) -> u64 {
+    (b as u64 & PTR_MASK) | (n << PTR_BITS)
+}
+
+#[inline(always)]
+fn unpack(w: u64) -> (*mut Block, u32) {
+    (
+        (w & PTR_MASK) as usize as *mut Block,
+        (w >> PTR_BITS) as u32,
+    )
+}
+
 /// Blocks freed by threads other than the owner, waiting to be collected.
 pub struct RemoteList {
-    head: AtomicPtr<Block>,
+    head: AtomicU64,
 }
 
 impl RemoteList {
@@ -22,14 +45,14 @@ impl RemoteList {
     #[cfg(not(loom))]
     pub const fn new() -> Self {
         RemoteList {
-            head: AtomicPtr::new(ptr::null_mut()),
+            head: AtomicU64::new(0),
         }
     }
     /// An empty list.
     #[cfg(loom)]
     pub fn new() -> Self {
         RemoteList {
-            head: AtomicPtr::new(ptr::null_mut()),
+            head: AtomicU64::new(0),
         }
     }
 
@@ -37,17 +60,22 @@ impl RemoteList {
     /// slab again: the owner may reuse both at once.
     ///
     /// # Safety
-    /// `b` must be a dead block of the list's slab, owned by the caller.
+    /// `b` must be a dead block of the list's slab, owned by the caller, at an address below
+    /// 2^48.
     #[inline]
     pub unsafe fn push(&self, b: *mut Block) {
+        debug_assert!(b as u64 <= PTR_MASK);
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
+            let (first, n) = unpack(head);
             // SAFETY: the caller owns `b` until the CAS publishes it.
-            unsafe { (*b).next = head };
-            match self
-                .head
-                .compare_exchange_weak(head, b, Ordering::Release, Ordering::Relaxed)
-            {
+            unsafe { (*b).next = first };
+            match self.head.compare_exchange_weak(
+                head,
+                pack(b, n as u64 + 1),
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return,
                 Err(h) => head = h,
             }
@@ -57,16 +85,16 @@ impl RemoteList {
     /// Whether anything waits (a hint: the answer may be stale at once).
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.head.load(Ordering::Relaxed).is_null()
+        self.head.load(Ordering::Relaxed) == 0
     }
 
-    /// Takes every waiting block (owner only).
+    /// Takes every waiting block (owner only), with their number.
     #[inline]
-    pub fn take_all(&self) -> *mut Block {
+    pub fn take_all(&self) -> (*mut Block, u32) {
         if self.is_empty() {
-            return ptr::null_mut();
+            return (ptr::null_mut(), 0);
         }
-        self.head.swap(ptr::null_mut(), Ordering::Acquire)
+        unpack(self.head.swap(0, Ordering::Acquire))
     }
 }
 
@@ -85,7 +113,8 @@ mod loom_tests {
     use std::boxed::Box;
     use std::vec::Vec;
 
-    /// Two remote threads push while the owner collects: every block is taken exactly once.
+    /// Two remote threads push while the owner collects: every block is taken exactly once,
+    /// and the count taken with a list is its length.
     #[test]
     fn loom_remote_list_loses_nothing() {
         loom::model(|| {
@@ -109,12 +138,18 @@ mod loom_tests {
             unsafe { list.push(blocks[2] as *mut Block) };
             let mut seen = Vec::new();
             let take = |seen: &mut Vec<usize>| {
-                let mut b = list.take_all();
+                let (mut b, n) = list.take_all();
+                let before = seen.len();
                 while !b.is_null() {
                     seen.push(b as usize);
                     // SAFETY: taken blocks belong to the owner.
                     b = unsafe { (*b).next };
                 }
+                assert_eq!(
+                    seen.len() - before,
+                    n as usize,
+                    "the count is the list's length"
+                );
             };
             take(&mut seen);
             for h in hs {
