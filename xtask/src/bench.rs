@@ -32,6 +32,10 @@ pub const WORKLOADS: &[Workload] = &[
         args: &["larson", "--threads", "1"],
     },
     Workload {
+        name: "larson-t2",
+        args: &["larson", "--threads", "2"],
+    },
+    Workload {
         name: "larson-t4",
         args: &["larson", "--threads", "4"],
     },
@@ -1151,11 +1155,11 @@ mod tests {
 
     #[test]
     fn workload_selection() {
-        assert_eq!(select_workloads(&[]).unwrap().len(), 13);
+        assert_eq!(select_workloads(&[]).unwrap().len(), 14);
         let l = select_workloads(&["larson".into()]).unwrap();
         assert_eq!(
             l.iter().map(|w| w.name).collect::<Vec<_>>(),
-            ["larson-t1", "larson-t4", "larson-classic"]
+            ["larson-t1", "larson-t2", "larson-t4", "larson-classic"]
         );
         let one = select_workloads(&["larson-classic".into(), "big".into()]).unwrap();
         assert_eq!(one.len(), 2);
