@@ -306,6 +306,31 @@ mod cache {
             got.map(|(b, l)| (ptr::with_exposed_provenance_mut(b), l))
         }
 
+        /// Takes the longest cached mapping shorter than `len` whose base is aligned to `align`,
+        /// with its length (the large path grows it to `len` with `mremap`: its pages are
+        /// reused, only the rest is fresh). Counted as neither a hit nor a miss.
+        pub fn take_below_at(
+            &self,
+            len: usize,
+            align: usize,
+            now_ms: u64,
+        ) -> Option<(*mut u8, usize)> {
+            if !align.is_power_of_two() || len <= CHUNK_SIZE {
+                return None;
+            }
+            let top = (len / CHUNK_SIZE - 1).min(MAX_CHUNKS);
+            let got = (0..top).rev().find_map(|c| {
+                self.shards[c]
+                    .take_newest(align.max(CHUNK_SIZE))
+                    .map(|b| (b, (c + 1) * CHUNK_SIZE))
+            });
+            if let Some((_, l)) = got {
+                self.meta.cached.fetch_sub(l, Relaxed);
+            }
+            self.maybe_trim(now_ms);
+            got.map(|(b, l)| (ptr::with_exposed_provenance_mut(b), l))
+        }
+
         /// Releases every entry unused for longer than `max_age_ms` at time `now_ms`, then
         /// evicts down to the budget if it was lowered.
         pub fn trim(&self, now_ms: u64) {
@@ -425,6 +450,9 @@ mod cache {
         }
         fn put(&self, base: *mut u8, len: usize) -> bool {
             self.put_at(base, len, os::now_ms())
+        }
+        fn take_below(&self, len: usize, align: usize) -> Option<(*mut u8, usize)> {
+            self.take_below_at(len, align, os::now_ms())
         }
     }
 }

@@ -311,6 +311,45 @@ fn large_path_takes_from_the_cache() {
     assert!(!tagged(base));
 }
 
+/// A longer cached mapping is split (the tail goes back to the cache); a shorter one is grown
+/// with `mremap`, keeping its pages (the bytes the previous block wrote are still there).
+#[test]
+fn large_path_splits_longer_and_grows_shorter_mappings() {
+    let _g = serial();
+    let cache = BigCache::new(config(256 << 20, 2000));
+    let now = hakmem_core::os::now_ms();
+    let long = map(6 * C, C);
+    assert!(cache.put_at(long, 6 * C, now));
+    // Two chunks wanted, six cached: split, four go back.
+    let (p, fresh) = large::alloc_in(&cache, 5 << 20, PAGE);
+    assert!(!fresh);
+    assert_eq!(p as usize, long as usize + PAGE);
+    assert_eq!(cache.stats().cached_bytes, 4 * C, "the tail is cached");
+    // SAFETY: `p` is a live block of two chunks less the header page.
+    unsafe { assert_eq!(large::usable_size(p), 2 * C - PAGE) };
+    let (tail, _) = cache
+        .take_fit_at(4 * C, 4 * C, C, now)
+        .expect("the tail is cached");
+    assert_eq!(tail as usize, long as usize + 2 * C);
+    // A one-chunk mapping with a mark in it, then a three-chunk request: grown, pages kept.
+    let short = map(C, C);
+    // SAFETY: `short` is a fresh mapping of one chunk the test owns.
+    unsafe { short.add(PAGE + 100).write(0x5a) };
+    assert!(cache.put_at(short, C, now));
+    let (q, fresh) = large::alloc_in(&cache, 3 * C - 2 * PAGE, PAGE);
+    assert!(!fresh, "grown from a cached mapping, not fresh");
+    // SAFETY: `q` is a live block of three chunks less the header page.
+    unsafe {
+        assert_eq!(*q.add(100), 0x5a, "the cached pages moved with the mapping");
+        assert!(large::usable_size(q) >= 3 * C - 2 * PAGE);
+        q.add(3 * C - 2 * PAGE - 1).write(1);
+        large::free(p);
+        large::free(q);
+    }
+    unmap(tail, 4 * C);
+    assert!(!tagged(long) && !tagged(short));
+}
+
 /// Threads take, scribble on, and put back real mappings of two lengths; a mapping handed to
 /// two threads at once is caught both by a registry of owned bases and by the scribbles.
 #[test]

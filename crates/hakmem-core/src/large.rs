@@ -59,6 +59,12 @@ pub trait MappingCache: Sync {
     /// Offers the mapping `[base, base + len)` for reuse. True: the cache keeps it (and releases
     /// it itself one day, through [`OS_PAGES`]); false: the caller must release it.
     fn put(&self, base: *mut u8, len: usize) -> bool;
+    /// Takes the longest cached mapping shorter than `len` (aligned to `align`), if any, with
+    /// its length: on a miss, the large path grows it with `mremap` rather than mapping `len`
+    /// fresh bytes, so only the difference is faulted in. The default has none.
+    fn take_below(&self, _len: usize, _align: usize) -> Option<(*mut u8, usize)> {
+        None
+    }
 }
 
 /// No cache: every free unmaps.
@@ -116,10 +122,26 @@ pub fn alloc_at(
             (b, len, false)
         }
         Some((b, l)) => (b, l, false),
-        None => (OS_PAGES.reserve(len, seg_align, TAG_LARGE), len, true),
+        None => match cache.take_below(len, seg_align) {
+            // SAFETY: the mapping just taken is ours and holds nothing live.
+            Some((b, l)) => match unsafe { grow_mapping(b, l, len, seg_align) } {
+                q if q.is_null() => {
+                    // SAFETY: as above; growing failed and left it as it was.
+                    unsafe { OS_PAGES.release(b, l) };
+                    (OS_PAGES.reserve(len, seg_align, TAG_LARGE), len, true)
+                }
+                q => (q, len, false),
+            },
+            None => (OS_PAGES.reserve(len, seg_align, TAG_LARGE), len, true),
+        },
     };
     if base.is_null() {
         return (base, false);
+    }
+    if fresh {
+        stats::CACHE_MISSES.add(1);
+    } else {
+        stats::CACHE_HITS.add(1);
     }
     // SAFETY: `head < len`; the header page lies inside the reservation, which is ours.
     unsafe {
@@ -201,6 +223,38 @@ pub unsafe fn usable_size(p: *mut u8) -> usize {
     }
 }
 
+/// Grows the mapping `[base, base + len)` to `new_len` bytes (whole chunks) aligned to `align`:
+/// in place when the address space after it is free, else by moving its pages with `mremap`
+/// onto a fresh aligned reservation (the old range is gone then). Returns the mapping's base,
+/// or null (nothing changed) when the OS refuses.
+///
+/// # Safety
+/// The range must be one of our large reservations, with nothing in it that others use.
+unsafe fn grow_mapping(base: *mut u8, len: usize, new_len: usize, align: usize) -> *mut u8 {
+    // SAFETY: forwarded contract: the range is ours.
+    if unsafe { os::grow_in_place(base, len, new_len) } {
+        map::MAP.set(base as usize, new_len, TAG_LARGE);
+        stats::OS_MAPPED.add((new_len - len) as u64);
+        stats::OS_PEAK.raise_to(stats::OS_MAPPED.get());
+        return base;
+    }
+    let target = OS_PAGES.reserve(new_len, align.max(CHUNK_SIZE), TAG_LARGE);
+    if target.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: both ranges are ours; the pages move, the old range goes away.
+    if unsafe { os::remap_to(base, len, new_len, target) }.is_null() {
+        // SAFETY: the target is a fresh reservation of ours.
+        unsafe { OS_PAGES.release(target, new_len) };
+        return ptr::null_mut();
+    }
+    // The old range is gone from the process: forget it.
+    map::MAP.clear(base as usize, len);
+    stats::OS_MAPPED.sub(len as u64);
+    stats::OS_SEGMENTS.sub(1);
+    target
+}
+
 /// Resizes a live block to at least `new` bytes without copying: shrinking unmaps the chunks
 /// past the new end; growing stays in place when the reservation (or the address space after it)
 /// has room, else moves the pages with `mremap`. Returns
@@ -231,26 +285,15 @@ pub unsafe fn resize(p: *mut u8, new: usize) -> *mut u8 {
         if new_len == len {
             return p;
         }
-        if os::grow_in_place(base, len, new_len) {
-            map::MAP.set(base as usize, new_len, TAG_LARGE);
-            stats::OS_MAPPED.add((new_len - len) as u64);
-            (*h).len = new_len;
-            return p;
-        }
-        // Reserve an aligned target, then move the pages onto it.
         let align = if head > PAGE { head } else { CHUNK_SIZE };
-        let target = OS_PAGES.reserve(new_len, align.max(CHUNK_SIZE), TAG_LARGE);
+        let target = grow_mapping(base, len, new_len, align);
         if target.is_null() {
             return ptr::null_mut();
         }
-        if os::remap_to(base, len, new_len, target).is_null() {
-            OS_PAGES.release(target, new_len);
-            return ptr::null_mut();
+        if target == base {
+            (*h).len = new_len;
+            return p;
         }
-        // The old range is gone from the process: forget it.
-        map::MAP.clear(base as usize, len);
-        stats::OS_MAPPED.sub(len as u64);
-        stats::OS_SEGMENTS.sub(1);
         let q = target.add(head);
         let h = q.sub(PAGE).cast::<Header>();
         (*h).user = q;

@@ -56,6 +56,7 @@ impl PageSource for OsPages {
             advise_thp(p, size, tag);
             map::MAP.set(p as usize, size, tag);
             stats::OS_MAPPED.add(size as u64);
+            stats::OS_PEAK.raise_to(stats::OS_MAPPED.get());
             stats::OS_SEGMENTS.add(1);
         } else {
             os::set_errno(libc::ENOMEM);
@@ -72,6 +73,7 @@ impl PageSource for OsPages {
     }
 
     unsafe fn purge(&self, p: *mut u8, size: usize) {
+        stats::OS_PURGED.add(size as u64);
         // SAFETY: forwarded contract.
         unsafe { os::purge(p, size) };
     }

@@ -22,6 +22,11 @@ impl Counter {
     pub fn sub(&self, n: u64) {
         self.0.fetch_sub(n, Ordering::Relaxed);
     }
+    /// Raises the value to `v` if it is below (a high-water mark).
+    #[inline]
+    pub fn raise_to(&self, v: u64) {
+        self.0.fetch_max(v, Ordering::Relaxed);
+    }
     /// The current value.
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
@@ -64,6 +69,14 @@ pub static LARGE_FREES: Counter = Counter::new();
 pub static OS_MAPPED: Counter = Counter::new();
 /// Segments currently mapped.
 pub static OS_SEGMENTS: Counter = Counter::new();
+/// The most bytes mapped at once.
+pub static OS_PEAK: Counter = Counter::new();
+/// Bytes given back to the OS while staying mapped (`MADV_FREE` / `MADV_DONTNEED`).
+pub static OS_PURGED: Counter = Counter::new();
+/// Direct-mapping allocations served by a cached mapping (the BigCache).
+pub static CACHE_HITS: Counter = Counter::new();
+/// Direct-mapping allocations that mapped fresh memory.
+pub static CACHE_MISSES: Counter = Counter::new();
 
 /// A copy of every counter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -92,6 +105,14 @@ pub struct Stats {
     pub os_mapped: u64,
     /// See [`OS_SEGMENTS`].
     pub os_segments: u64,
+    /// See [`OS_PEAK`].
+    pub os_peak: u64,
+    /// See [`OS_PURGED`].
+    pub os_purged: u64,
+    /// See [`CACHE_HITS`].
+    pub cache_hits: u64,
+    /// See [`CACHE_MISSES`].
+    pub cache_misses: u64,
 }
 
 /// Reads every counter.
@@ -109,6 +130,10 @@ pub fn snapshot() -> Stats {
         large_frees: LARGE_FREES.get(),
         os_mapped: OS_MAPPED.get(),
         os_segments: OS_SEGMENTS.get(),
+        os_peak: OS_PEAK.get(),
+        os_purged: OS_PURGED.get(),
+        cache_hits: CACHE_HITS.get(),
+        cache_misses: CACHE_MISSES.get(),
     }
 }
 
@@ -118,8 +143,9 @@ impl fmt::Display for Stats {
         write!(
             f,
             "hakmem-stats: tiny.carved={} tiny.slabs={} tiny.remote={} pool.carved={} pool.slabs={} \
-             pool.remote={} run.allocs={} run.frees={} large.allocs={} large.frees={} os.mapped={} \
-             os.segments={}",
+             pool.remote={} run.allocs={} run.frees={} large.allocs={} large.frees={} \
+             large.cache_hits={} large.cache_misses={} os.mapped={} os.segments={} os.peak={} \
+             os.purged={}",
             self.tiny_carved,
             self.tiny_slabs,
             self.tiny_remote,
@@ -130,8 +156,12 @@ impl fmt::Display for Stats {
             self.run_frees,
             self.large_allocs,
             self.large_frees,
+            self.cache_hits,
+            self.cache_misses,
             self.os_mapped,
-            self.os_segments
+            self.os_segments,
+            self.os_peak,
+            self.os_purged
         )
     }
 }
@@ -166,7 +196,7 @@ mod tests {
                 (k, v.parse().unwrap())
             })
             .collect();
-        assert_eq!(kv.len(), 12);
+        assert_eq!(kv.len(), 16);
         assert!(kv.contains(&("tiny.carved", 7)));
         assert!(kv.contains(&("os.segments", 2)));
     }
