@@ -34,6 +34,7 @@
  * `rss: N checks, M failures`. */
 #define _GNU_SOURCE
 #include "common.h"
+#include "mt.h"
 
 #include <malloc.h>
 #include <pthread.h>
@@ -56,7 +57,6 @@ static blk_t *g_blocks; /* mmap'ed: the bookkeeping is not in the measured heap 
 static size_t g_count, g_cap;
 static pthread_barrier_t g_bar;
 static sem_t g_second; /* worker 1 frees only after worker 0 has exited */
-static size_t g_page;
 static int g_late; /* the `late` phase */
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
@@ -68,16 +68,6 @@ static uint64_t rnd(void) {
 }
 static size_t rnd_in(size_t lo, size_t hi) { return lo + rnd() % (hi - lo + 1); }
 
-static size_t rss_bytes(void) {
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0, resident = 0;
-    if (f) {
-        if (fscanf(f, "%lu %lu", &size, &resident) != 2)
-            resident = 0;
-        fclose(f);
-    }
-    return (size_t)resident * g_page;
-}
 static double mib(size_t b) { return (double)b / (double)MiB; }
 
 /* The block plan: sizes per class until each class's byte budget is
@@ -283,7 +273,6 @@ static void phase(const char *name) {
 
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    g_page = (size_t)sysconf(_SC_PAGESIZE);
     const char *phases[8];
     int np = 0;
     for (int i = 1; i < argc; i++) {

@@ -18,6 +18,7 @@
  * `stress-<mode>: N checks, M failures`; exits non-zero on any failure. */
 #define _GNU_SOURCE
 #include "common.h"
+#include "mt.h"
 
 #include <malloc.h>
 #include <pthread.h>
@@ -27,29 +28,13 @@
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
 
-static atomic_long g_fail;
 static atomic_long g_verified;
 static atomic_long g_transfers;
 static atomic_long g_reallocs;
 static atomic_long g_allocs;
 static int g_check_owns;
 
-static pthread_mutex_t g_print_lock = PTHREAD_MUTEX_INITIALIZER;
 
-__attribute__((format(printf, 1, 2))) static void fail(const char *fmt, ...) {
-    long n = atomic_fetch_add(&g_fail, 1);
-    if (n >= 30)
-        return;
-    pthread_mutex_lock(&g_print_lock);
-    va_list ap;
-    va_start(ap, fmt);
-    printf("FAIL ");
-    vprintf(fmt, ap);
-    printf("\n");
-    fflush(stdout);
-    va_end(ap);
-    pthread_mutex_unlock(&g_print_lock);
-}
 
 typedef struct {
     char *p;

@@ -50,6 +50,7 @@
  * `threads-<mode>: N checks, M failures`; exits non-zero on any failure. */
 #define _GNU_SOURCE
 #include "common.h"
+#include "mt.h"
 
 #include <dirent.h>
 #include <pthread.h>
@@ -66,24 +67,8 @@
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
 
-static atomic_long g_fail;
 static atomic_long g_verified;
-static pthread_mutex_t g_print_lock = PTHREAD_MUTEX_INITIALIZER;
 
-__attribute__((format(printf, 1, 2))) static void fail(const char *fmt, ...) {
-    long n = atomic_fetch_add(&g_fail, 1);
-    if (n >= 30)
-        return;
-    pthread_mutex_lock(&g_print_lock);
-    va_list ap;
-    va_start(ap, fmt);
-    printf("FAIL ");
-    vprintf(fmt, ap);
-    printf("\n");
-    fflush(stdout);
-    va_end(ap);
-    pthread_mutex_unlock(&g_print_lock);
-}
 
 static uint64_t rng_next(uint64_t *s) {
     uint64_t x = *s;
@@ -94,17 +79,6 @@ static uint64_t rng_next(uint64_t *s) {
 }
 static size_t rng_in(uint64_t *r, size_t lo, size_t hi) { return lo + rng_next(r) % (hi - lo + 1); }
 
-static size_t g_page;
-static size_t rss_bytes(void) {
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0, resident = 0;
-    if (f) {
-        if (fscanf(f, "%lu %lu", &size, &resident) != 2)
-            resident = 0;
-        fclose(f);
-    }
-    return (size_t)resident * g_page;
-}
 static double mib(size_t b) { return (double)b / (double)MiB; }
 
 static double now_s(void) {
@@ -884,7 +858,6 @@ static void run_pc(int nthreads) {
 
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    g_page = (size_t)sysconf(_SC_PAGESIZE);
     if (argc < 2) {
         fprintf(stderr, "usage: %s churn|fork|pc [--threads N] [--alive K] [--warmup W] [--forks N] [--items N] "
                         "[--no-hakmem]\n",
