@@ -218,10 +218,18 @@ mod lifecycle {
     //! Load-time and exit-time hooks, without allocation of their own.
     use hakmem_core::{config, stats};
 
-    fn fork_locks() -> [&'static hakmem_core::sync::RawLock; 4] {
+    /// In lock order: the learner first (it takes the policy's writer lock inside, and no
+    /// thread takes it while holding a tier's lock).
+    fn fork_locks() -> [&'static hakmem_core::sync::RawLock; 5] {
         let [tiny] = hakmem_tiny::fork_locks();
         let [l2, l25] = hakmem_pool::fork_locks();
-        [tiny, l2, l25, hakmem_core::run::lock()]
+        [
+            hakmem::learn::fork_lock(),
+            tiny,
+            l2,
+            l25,
+            hakmem_core::run::lock(),
+        ]
     }
 
     extern "C" fn before_fork() {

@@ -67,6 +67,12 @@ static LEARNER: Mutex<Learner> = Mutex::new(Learner {
     faults: 0,
 });
 
+/// The learner's lock, for `fork` handlers: held across the fork, so the child finds the
+/// learner (and the policy table it writes under it) consistent.
+pub fn fork_lock() -> &'static hakmem_core::sync::RawLock {
+    LEARNER.raw()
+}
+
 /// The lifecycle parameters for `mode`.
 fn params(mode: EvoMode) -> EvoParams {
     let mut p = EvoParams::DEFAULT;
