@@ -224,16 +224,3 @@ pub fn report() {
     // SAFETY: writing our own buffer to stderr.
     unsafe { libc::write(2, b.as_ptr().cast(), b.len()) };
 }
-
-/// The sites profiled so far, with their number of large allocations (for tests and tools):
-/// fills `out` and returns how many there are.
-pub fn sites(out: &mut [(usize, u64)]) -> usize {
-    let mut n = 0;
-    SITES.for_each(|site, s| {
-        if let Some(o) = out.get_mut(n) {
-            *o = (site, s.allocs);
-        }
-        n += 1;
-    });
-    n
-}
