@@ -1,5 +1,5 @@
 //! Command line: `hakmem-bench <workload> [--threads N] [--seconds F] [--seed N]
-//! [--min BYTES] [--max BYTES] [--slots N] [--quick]`.
+//! [--min BYTES] [--max BYTES] [--slots N] [--rounds N] [--quick]`.
 
 use std::fmt;
 
@@ -7,6 +7,7 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Workload {
     Larson,
+    Slots,
     RandomMixed,
     TinyHot,
     MidMt,
@@ -19,8 +20,9 @@ pub enum Workload {
 }
 
 impl Workload {
-    pub const ALL: [Workload; 10] = [
+    pub const ALL: [Workload; 11] = [
         Workload::Larson,
+        Workload::Slots,
         Workload::RandomMixed,
         Workload::TinyHot,
         Workload::MidMt,
@@ -35,6 +37,7 @@ impl Workload {
     pub fn name(self) -> &'static str {
         match self {
             Workload::Larson => "larson",
+            Workload::Slots => "slots",
             Workload::RandomMixed => "random-mixed",
             Workload::TinyHot => "tiny-hot",
             Workload::MidMt => "mid-mt",
@@ -57,7 +60,7 @@ impl Workload {
         const K: usize = 1024;
         const M: usize = 1024 * 1024;
         match self {
-            Workload::Larson => (4, 8, 1024, 10_000),
+            Workload::Larson | Workload::Slots => (4, 8, 1024, 10_000),
             Workload::RandomMixed => (1, 16, 1040, 8192),
             Workload::TinyHot => (1, 16, 16, 100),
             Workload::MidMt => (4, 2 * K, 32 * K, 2000),
@@ -104,6 +107,8 @@ pub struct Config {
     pub min: usize,
     pub max: usize,
     pub slots: usize,
+    /// `larson` only: each thread makes `rounds × slots` steps, then a successor takes over.
+    pub rounds: usize,
     pub quick: bool,
 }
 
@@ -127,7 +132,7 @@ pub fn usage() -> String {
     let names: Vec<&str> = Workload::ALL.iter().map(|w| w.name()).collect();
     format!(
         "usage: hakmem-bench <workload> [--threads N] [--seconds F] [--seed N] \
-         [--min BYTES] [--max BYTES] [--slots N] [--quick]\n\
+         [--min BYTES] [--max BYTES] [--slots N] [--rounds N] [--quick]\n\
          workloads: {}\n\
          BYTES accepts a k/m/g suffix (KiB/MiB/GiB). See benches/README.md.",
         names.join(", ")
@@ -176,6 +181,7 @@ where
     let mut min = None;
     let mut max = None;
     let mut slots = None;
+    let mut rounds = None;
     let mut quick = false;
 
     let mut it = args.into_iter().map(|s| s.as_ref().to_owned());
@@ -215,6 +221,7 @@ where
                 "min" => min = Some(parse_bytes(&flag, &value)?),
                 "max" => max = Some(parse_bytes(&flag, &value)?),
                 "slots" => slots = Some(parse_count(&flag, &value)?),
+                "rounds" => rounds = Some(parse_count(&flag, &value)?),
                 _ => return Err(usage_err(format!("unknown option {flag}"))),
             }
             continue;
@@ -271,6 +278,10 @@ where
     if slots == 0 {
         return Err(usage_err("--slots must be at least 1"));
     }
+    let rounds = rounds.unwrap_or(1);
+    if rounds == 0 {
+        return Err(usage_err("--rounds must be at least 1"));
+    }
     if workload == Workload::ReallocGrow && min >= max {
         return Err(usage_err("realloc-grow needs --min < --max"));
     }
@@ -282,6 +293,7 @@ where
         min,
         max,
         slots,
+        rounds,
         quick,
     })
 }
@@ -303,6 +315,7 @@ mod tests {
                 min: 8,
                 max: 1024,
                 slots: 10_000,
+                rounds: 1,
                 quick: false,
             }
         );
@@ -365,6 +378,7 @@ mod tests {
         assert!(parse(["larson", "--min", "2000"]).is_err());
         assert!(parse(["larson", "--bogus", "1"]).is_err());
         assert!(parse(["larson", "--seconds"]).is_err());
+        assert!(parse(["larson", "--rounds", "0"]).is_err());
         assert!(parse(["larson", "--seconds", "-1"]).is_err());
         assert_eq!(parse(["--help"]), Err(CliError::Help));
     }

@@ -138,6 +138,31 @@ pub fn check_stamp(b: &Block, salt: u64) -> Result<(), Mismatch> {
     }
 }
 
+/// Head stamp: the first 8 bytes only (every byte if < 8 B). One cache line, like the
+/// two bytes the original Larson program writes into each new block.
+#[inline]
+pub fn stamp_head(b: &mut Block, salt: u64) {
+    let tag = block_tag(b, salt);
+    if b.size() >= 8 {
+        b.write_u64(0, expected_u64(tag, 0));
+    } else {
+        for i in 0..b.size() {
+            b.write_u8(i, expected_u8(tag, i));
+        }
+    }
+}
+
+/// Checks what [`stamp_head`] wrote.
+#[inline]
+pub fn check_head(b: &Block, salt: u64) -> Result<(), Mismatch> {
+    let tag = block_tag(b, salt);
+    if b.size() >= 8 {
+        check_u64(b, tag, 0)
+    } else {
+        (0..b.size()).try_for_each(|i| check_u8(b, tag, i))
+    }
+}
+
 /// Writes one pattern byte every [`PAGE`] bytes in `PAGE..limit` (offset 0 is covered by
 /// the stamp). Call after [`stamp`]; both use the same pattern, so they never conflict.
 #[inline]
@@ -238,6 +263,21 @@ mod tests {
                 assert!(err.offset <= pos && pos < err.offset + err.width, "{err}");
                 b.free();
             }
+        }
+    }
+
+    #[test]
+    fn head_stamp_roundtrip_and_detect() {
+        for size in [1usize, 5, 8, 9, 1000] {
+            let mut b = Block::alloc(size);
+            stamp_head(&mut b, SALT);
+            assert_eq!(check_head(&b, SALT), Ok(()), "size {size}");
+            let pos = size.min(8) - 1;
+            let v = b.read_u8(pos);
+            b.write_u8(pos, v ^ 0x81);
+            let err = check_head(&b, SALT).expect_err("corruption not detected");
+            assert!(err.offset <= pos && pos < err.offset + err.width, "{err}");
+            b.free();
         }
     }
 

@@ -40,7 +40,7 @@ pub const WORKLOADS: &[Workload] = &[
         args: &["larson", "--threads", "4"],
     },
     Workload {
-        name: "larson-classic",
+        name: "larson-r100",
         args: &[
             "larson",
             "--threads",
@@ -51,7 +51,13 @@ pub const WORKLOADS: &[Workload] = &[
             "1000",
             "--slots",
             "5000",
+            "--rounds",
+            "100",
         ],
+    },
+    Workload {
+        name: "slots-t4",
+        args: &["slots", "--threads", "4"],
     },
     Workload {
         name: "random-mixed",
@@ -1155,13 +1161,13 @@ mod tests {
 
     #[test]
     fn workload_selection() {
-        assert_eq!(select_workloads(&[]).unwrap().len(), 14);
+        assert_eq!(select_workloads(&[]).unwrap().len(), 15);
         let l = select_workloads(&["larson".into()]).unwrap();
         assert_eq!(
             l.iter().map(|w| w.name).collect::<Vec<_>>(),
-            ["larson-t1", "larson-t2", "larson-t4", "larson-classic"]
+            ["larson-t1", "larson-t2", "larson-t4", "larson-r100"]
         );
-        let one = select_workloads(&["larson-classic".into(), "big".into()]).unwrap();
+        let one = select_workloads(&["larson-r100".into(), "big".into()]).unwrap();
         assert_eq!(one.len(), 2);
         assert!(select_workloads(&["nope".into()]).is_err());
         let names: std::collections::BTreeSet<_> = WORKLOADS.iter().map(|w| w.name).collect();

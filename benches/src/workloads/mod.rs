@@ -2,6 +2,7 @@
 //! every free (see [`crate::pattern`]) and exit with code 3 on a mismatch.
 
 pub mod churn;
+pub mod larson;
 pub mod phased;
 pub mod random_mixed;
 pub mod realloc_grow;
@@ -16,7 +17,8 @@ use crate::rng::mix64;
 /// Runs the configured workload.
 pub fn run(cfg: &Config) -> Report {
     match cfg.workload {
-        Workload::Larson | Workload::MidMt | Workload::Large | Workload::Big => slots::run(cfg),
+        Workload::Larson => larson::run(cfg),
+        Workload::Slots | Workload::MidMt | Workload::Large | Workload::Big => slots::run(cfg),
         Workload::RandomMixed => random_mixed::run(cfg),
         Workload::TinyHot => tiny_hot::run(cfg),
         Workload::Xthread => xthread::run(cfg),

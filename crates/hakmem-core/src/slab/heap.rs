@@ -7,11 +7,15 @@
 //! cached per heap before going back to the pool.
 //!
 //! Thread exit: a `pthread_key_create` destructor (run after the thread's C++/Rust TLS
-//! destructors) hands every slab back — empty ones to the pool, the rest abandoned to be
-//! adopted by other threads — and resets the heap, so a late malloc on the exiting thread
-//! simply sets it up again. Nothing here allocates.
+//! destructors) hands every slab back under one pool lock — empty ones to the pool, the rest
+//! abandoned — and resets the heap, so a late malloc on the exiting thread simply sets it up
+//! again. Nothing here allocates, and no block is touched. An abandoned slab is adopted by the
+//! first thread that frees into it while allocating from its class (the successor of a thread
+//! that handed its blocks on, as in Larson: its frees turn local at once), or by the next
+//! thread needing a slab of its class, or given back by a purge pass once all its blocks are
+//! free.
 
-use super::meta::{FULL, Slab};
+use super::meta::{ABANDONED, FULL, Slab};
 use super::pool::slab_of;
 use super::remote::Block;
 use super::{Geometry, slab_size};
@@ -376,9 +380,9 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
                     if core::ptr::eq(s, self.pinned[class].get()) {
                         continue;
                     }
-                    s.collect(G::counters());
-                    if s.used.get() == 0 {
+                    if s.live() == 0 {
                         q.remove(s);
+                        s.drop_remote(G::counters());
                         G::pool().release(s);
                     }
                 }
@@ -390,10 +394,10 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
             let Some(s) = unsafe_ref(self.pinned[class].get()) else {
                 continue;
             };
-            s.collect(G::counters());
-            if s.used.get() == 1 {
+            if s.live() == 1 {
                 self.pinned[class].set(ptr::null_mut());
-                s.used.set(0);
+                s.used.set(s.used.get() - 1);
+                s.drop_remote(G::counters());
                 self.avail[class].remove(s);
                 self.refresh_direct(class);
                 G::pool().release(s);
@@ -406,30 +410,64 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
         self.empty_count.set(0);
     }
 
-    /// Gives every slab back (thread exit) and resets the heap to its initial state.
+    /// Gives every slab back (thread exit) and resets the heap to its initial state: slabs
+    /// with no live block to the pool's free list, the others abandoned for adoption, all
+    /// under one acquisition of the pool lock. No block is touched.
     pub(crate) fn abandon_all(&self) {
+        let (mut dead, mut live): (*mut Slab, *mut Slab) = (ptr::null_mut(), ptr::null_mut());
         for class in 0..C {
             if let Some(p) = unsafe_ref(self.pinned[class].replace(ptr::null_mut())) {
                 p.used.set(p.used.get() - 1);
             }
             for q in [&self.avail[class], &self.full[class]] {
                 while let Some(s) = q.pop() {
-                    s.collect(G::counters());
-                    if s.used.get() == 0 {
-                        G::pool().release(s);
+                    let chain = if s.live() == 0 {
+                        s.drop_remote(G::counters());
+                        &mut dead
                     } else {
-                        G::pool().abandon(s);
-                    }
+                        &mut live
+                    };
+                    s.next.set(*chain);
+                    *chain = s as *const Slab as *mut Slab;
                 }
             }
             self.refresh_direct(class);
         }
         while let Some(s) = unsafe_ref(self.empty.get()) {
             self.empty.set(s.next.get());
-            G::pool().release(s);
+            s.next.set(dead);
+            dead = s as *const Slab as *mut Slab;
         }
         self.empty_count.set(0);
         self.state.set(UNINIT);
+        if !dead.is_null() || !live.is_null() {
+            G::pool().give_back(dead, live);
+        }
+    }
+
+    /// A free into the abandoned slab `s`: adopt it (the free then becomes local, and so do
+    /// the next ones into it), when this thread allocates from its class — so its allocations
+    /// come round to the slab and collect what others free into it later. False otherwise, or
+    /// when another thread adopted it first.
+    #[cold]
+    #[inline(never)]
+    fn adopt(&self, s: &Slab) -> bool {
+        let class = s.class.get() as usize;
+        if self.state.get() != ACTIVE
+            || self.avail[class].head.get().is_null()
+            || !G::pool().adopt(s)
+        {
+            return false;
+        }
+        s.heap_id.set(self.id.get());
+        s.owner.store(self.tid.get(), Ordering::Relaxed);
+        s.collect(G::counters());
+        let was_empty = self.avail[class].head.get().is_null();
+        self.avail[class].push_back(s);
+        if was_empty {
+            self.refresh_direct(class);
+        }
+        true
     }
 }
 
@@ -560,6 +598,19 @@ fn free_slow<G: Geometry, const D: usize, const C: usize>(
     }
     if !s.holds_block(p) {
         return crate::diag::bad_pointer("free", p);
+    }
+    if s.owner.load(Ordering::Relaxed) == ABANDONED && heap.adopt(s) {
+        // SAFETY: `b` is a dead block of a slab this thread now owns.
+        unsafe { (*b).next = s.free.get() };
+        s.free.set(b);
+        s.used.set(s.used.get() - 1);
+        if s.used.get() == 0 {
+            heap.slab_emptied(s);
+        }
+        // A thread that adopts also trims now and then (rate-limited by the purge delay): an
+        // adopted slab it no longer allocates from is given back once all its blocks are free.
+        crate::purge::tick(true);
+        return;
     }
     // SAFETY: the caller gives up `b`; the slab outlives the push because `b` counts as used.
     unsafe { s.remote.push(b) };

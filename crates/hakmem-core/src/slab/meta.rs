@@ -6,7 +6,8 @@
 //! collects the remote list in one go.
 //!
 //! Ownership: `owner` holds the owning thread's id, plus [`FULL`] while the slab sits in its
-//! heap's full queue, or 0 while it is abandoned or unused. A free is local exactly when
+//! heap's full queue, [`ABANDONED`] while it waits in the pool after its thread exited, or 0
+//! while it is unused or being handed over. A free is local exactly when
 //! `owner == thread_id()`, so one compare also routes frees into full slabs to the slow path.
 //! Only the owner touches the `Cell` fields; other threads read `owner` and push to `remote`.
 #![cfg_attr(loom, allow(dead_code))] // under loom only the models use the slab operations
@@ -46,6 +47,9 @@ use core::ptr;
 
 /// Owner flag: the slab is in its owner's full queue.
 pub const FULL: usize = 1;
+/// Owner value of a slab abandoned by an exited thread, waiting in its pool (thread ids are
+/// aligned addresses, so no thread has this id). The first thread to free into it may adopt it.
+pub const ABANDONED: usize = 2;
 /// Blocks are carved from fresh memory this many bytes at a time (at least one block).
 const CARVE_BYTES: usize = 8 << 10;
 
@@ -71,6 +75,8 @@ pub struct Slab {
     pub(crate) next: Cell<*mut Slab>,
     pub(crate) prev: Cell<*mut Slab>,
     pub(crate) heap_id: Cell<u64>,
+    /// Collected remote frees waiting for `free` to run dry (owner only; counted free).
+    pub(crate) deferred: Cell<*mut Block>,
     /// While in the pool's free list: when it was freed (ms) and how resident it still is
     /// (`purge::Stage`).
     pub(crate) freed_at: Cell<u64>,
@@ -101,6 +107,7 @@ impl Slab {
             next: Cell::new(ptr::null_mut()),
             prev: Cell::new(ptr::null_mut()),
             heap_id: Cell::new(0),
+            deferred: Cell::new(ptr::null_mut()),
             freed_at: Cell::new(0),
             stage: Cell::new(0),
             seg_free: Cell::new(0),
@@ -122,6 +129,7 @@ impl Slab {
             next: Cell::new(ptr::null_mut()),
             prev: Cell::new(ptr::null_mut()),
             heap_id: Cell::new(0),
+            deferred: Cell::new(ptr::null_mut()),
             freed_at: Cell::new(0),
             stage: Cell::new(0),
             seg_free: Cell::new(0),
@@ -140,6 +148,7 @@ impl Slab {
     ) {
         debug_assert!(self.remote.is_empty() && self.used.get() == 0);
         self.free.set(ptr::null_mut());
+        self.deferred.set(ptr::null_mut());
         self.used.set(0);
         self.carved.set(0);
         self.class.set(class as u8);
@@ -156,20 +165,43 @@ impl Slab {
         (self as *const Slab as *mut u8).wrapping_add(SLAB_HEADER)
     }
 
-    /// Moves the remote frees onto `free` (owner only).
+    /// Takes the remote frees (owner only): the list is taken whole, its count from the head
+    /// word, without touching a block, and `used` drops by that count. The blocks go to
+    /// `free` when it is dry, else to `deferred`, which `free` takes over when it runs dry.
     pub(crate) fn collect(&self, counters: &TierCounters) {
-        let (remote, n) = self.remote.take_all();
-        if !remote.is_null() {
-            if self.free.get().is_null() {
-                // The usual case (collection runs when `free` is dry): no walk at all.
-                self.free.set(remote);
-            } else {
-                // SAFETY: both lists hold dead blocks of this slab, now the owner's.
-                unsafe { self.free.set(concat(remote, self.free.get())) };
-            }
-            self.used.set(self.used.get() - n);
-            counters.remote.add(n as u64);
+        if self.free.get().is_null() && !self.deferred.get().is_null() {
+            self.free.set(self.deferred.replace(ptr::null_mut()));
         }
+        let (remote, n) = self.remote.take_all();
+        if remote.is_null() {
+            return;
+        }
+        self.used.set(self.used.get() - n);
+        counters.remote.add(n as u64);
+        if self.free.get().is_null() {
+            // The usual case (collection runs when `free` is dry): no walk at all.
+            self.free.set(remote);
+        } else if self.deferred.get().is_null() {
+            self.deferred.set(remote);
+        } else {
+            // SAFETY: both lists hold dead blocks of this slab, now the owner's.
+            unsafe { self.deferred.set(concat(remote, self.deferred.get())) };
+        }
+    }
+
+    /// Blocks handed out and not freed yet: `used` less the remote frees waiting (owner, or
+    /// under the pool lock). The waiting count can only grow meanwhile, so 0 is final: no block
+    /// is left that anyone could free.
+    pub(crate) fn live(&self) -> u32 {
+        self.used.get() - self.remote.count()
+    }
+
+    /// Forgets the remote list of a slab with no live block (about to be given back).
+    pub(crate) fn drop_remote(&self, counters: &TierCounters) {
+        debug_assert_eq!(self.live(), 0);
+        let (_, n) = self.remote.take_all();
+        self.used.set(self.used.get() - n);
+        counters.remote.add(n as u64);
     }
 
     /// Carves up to [`CARVE_BYTES`] of never-used blocks onto `free` (owner only). False when
@@ -209,7 +241,8 @@ impl Slab {
     }
 }
 
-/// Prepends the list `a` to `b`; returns the head.
+/// Prepends the list `a` to `b`; returns the head. (Walks `a`: only when an adopted slab
+/// still has both of its owner-side lists in use.)
 ///
 /// # Safety
 /// `a` must be a non-empty, null-terminated list of dead blocks owned by the caller.

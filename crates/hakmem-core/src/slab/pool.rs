@@ -9,7 +9,7 @@
 //! class, the slabs abandoned by threads that exited with live blocks in them, which the next
 //! thread needing that class adopts.
 
-use super::meta::Slab;
+use super::meta::{ABANDONED, Slab};
 use super::{Geometry, slab_size};
 use crate::config;
 use crate::os::{self, PAGE};
@@ -36,7 +36,8 @@ struct Lists {
     /// Unused slabs, doubly linked through `next`/`prev`, counted per segment in the segment's
     /// first slab (`seg_free`).
     free: *mut Slab,
-    /// Abandoned slabs per class, linked through `next`.
+    /// Abandoned slabs per class, doubly linked through `next`/`prev` (a thread freeing into
+    /// one adopts it from the middle of its list).
     abandoned: [*mut Slab; MAX_CLASSES],
     /// The never-used slabs of the newest segment: `[fresh, fresh_end)`.
     fresh: usize,
@@ -62,19 +63,6 @@ pub struct SlabPool {
     local_trim: AtomicUsize,
 }
 
-fn push(list: &mut *mut Slab, s: &Slab) {
-    s.next.set(*list);
-    *list = s as *const Slab as *mut Slab;
-}
-
-fn pop(list: &mut *mut Slab) -> Option<&'static Slab> {
-    // SAFETY: list entries are slab headers inside live segments.
-    let s = unsafe { list.as_ref()? };
-    *list = s.next.get();
-    s.next.set(ptr::null_mut());
-    Some(s)
-}
-
 /// Applies `advice` to a dead slab's pages after its header page (which keeps the metadata and
 /// the free-list link).
 ///
@@ -96,34 +84,51 @@ fn seg_first(s: &Slab, segment: usize) -> &'static Slab {
     unsafe { &*((s as *const Slab as usize & !(segment - 1)) as *const Slab) }
 }
 
-impl Lists {
-    fn free_push(&mut self, s: &Slab, segment: usize) {
-        let p = s as *const Slab as *mut Slab;
-        s.prev.set(ptr::null_mut());
-        s.next.set(self.free);
-        // SAFETY: list entries are slab headers in live segments, ours under the lock.
-        if let Some(h) = unsafe { self.free.as_ref() } {
-            h.prev.set(p);
+/// Pushes `s` on the front of the doubly linked list `head`.
+fn link_front(head: &mut *mut Slab, s: &Slab) {
+    let p = s as *const Slab as *mut Slab;
+    s.prev.set(ptr::null_mut());
+    s.next.set(*head);
+    // SAFETY: list entries are slab headers in live segments, ours under the pool lock.
+    if let Some(h) = unsafe { head.as_ref() } {
+        h.prev.set(p);
+    }
+    *head = p;
+}
+
+/// Unlinks `s` from the doubly linked list `head`.
+fn unlink(head: &mut *mut Slab, s: &Slab) {
+    let (prev, next) = (s.prev.get(), s.next.get());
+    // SAFETY: as in `link_front`.
+    unsafe {
+        match prev.as_ref() {
+            Some(p) => p.next.set(next),
+            None => *head = next,
         }
-        self.free = p;
+        if let Some(n) = next.as_ref() {
+            n.prev.set(prev);
+        }
+    }
+    s.next.set(ptr::null_mut());
+    s.prev.set(ptr::null_mut());
+}
+
+impl Lists {
+    /// Takes `s` off its class's abandoned list and out of the abandoned state (owner 0: a
+    /// racing free now pushes remotely, and the new owner collects it).
+    fn abandoned_remove(&mut self, s: &Slab) {
+        unlink(&mut self.abandoned[s.class.get() as usize], s);
+        s.owner.store(0, Ordering::Relaxed);
+    }
+
+    fn free_push(&mut self, s: &Slab, segment: usize) {
+        link_front(&mut self.free, s);
         let first = seg_first(s, segment);
         first.seg_free.set(first.seg_free.get() + 1);
     }
 
     fn free_remove(&mut self, s: &Slab, segment: usize) {
-        let (prev, next) = (s.prev.get(), s.next.get());
-        // SAFETY: as in `free_push`.
-        unsafe {
-            match prev.as_ref() {
-                Some(p) => p.next.set(next),
-                None => self.free = next,
-            }
-            if let Some(n) = next.as_ref() {
-                n.prev.set(prev);
-            }
-        }
-        s.next.set(ptr::null_mut());
-        s.prev.set(ptr::null_mut());
+        unlink(&mut self.free, s);
         let first = seg_first(s, segment);
         first.seg_free.set(first.seg_free.get() - 1);
     }
@@ -203,7 +208,9 @@ impl SlabPool {
         let size = slab_size::<G>();
         purge::tick(false);
         let mut l = self.lists.lock();
-        if let Some(s) = pop(&mut l.abandoned[class]) {
+        // SAFETY: abandoned-list entries are slab headers in live segments.
+        if let Some(s) = unsafe { l.abandoned[class].as_ref() } {
+            l.abandoned_remove(s);
             return Some((s, true));
         }
         if let Some(s) = l.free_pop(G::SEGMENT).or_else(|| l.take_fresh(size)) {
@@ -235,7 +242,17 @@ impl SlabPool {
     /// Returns a slab with no live blocks. Its pages stay resident for reuse until the purge
     /// policy ages them (at once under `dontneed`).
     pub(crate) fn release(&self, s: &Slab) {
+        self.prepare_release(s);
+        let segment = self.segment.load(Ordering::Relaxed);
+        self.lists.lock().free_push(s, segment);
+        purge::tick(false);
+    }
+
+    /// Clears a dead slab's header for the free list (and purges its body at once under
+    /// `dontneed`); outside the lock.
+    fn prepare_release(&self, s: &Slab) {
         debug_assert_eq!(s.used.get(), 0);
+        debug_assert!(s.remote.is_empty());
         s.owner.store(0, Ordering::Relaxed);
         s.capacity.set(0);
         s.carved.set(0);
@@ -248,9 +265,49 @@ impl SlabPool {
         }
         s.stage.set(stage as u8);
         s.freed_at.set(os::now_ms());
+    }
+
+    /// Thread exit: gives back the slabs of the chain `dead` (linked through `next`, no live
+    /// block) and abandons those of the chain `live` (live blocks, adopted later), under one
+    /// lock acquisition.
+    pub(crate) fn give_back(&self, dead: *mut Slab, live: *mut Slab) {
+        let mut p = dead;
+        // SAFETY: chain entries are slab headers of the exiting thread, ours until listed.
+        while let Some(s) = unsafe { p.as_ref() } {
+            p = s.next.get();
+            self.prepare_release(s);
+        }
         let segment = self.segment.load(Ordering::Relaxed);
-        self.lists.lock().free_push(s, segment);
+        let mut l = self.lists.lock();
+        let mut p = dead;
+        // SAFETY: as above (`next` is read before the push rewrites it).
+        while let Some(s) = unsafe { p.as_ref() } {
+            p = s.next.get();
+            l.free_push(s, segment);
+        }
+        let mut p = live;
+        // SAFETY: as above.
+        while let Some(s) = unsafe { p.as_ref() } {
+            p = s.next.get();
+            link_front(&mut l.abandoned[s.class.get() as usize], s);
+            // Under the lock, after linking: an adopter that sees ABANDONED and then takes the
+            // lock finds the slab on its list.
+            s.owner.store(ABANDONED, Ordering::Release);
+        }
+        drop(l);
         purge::tick(false);
+    }
+
+    /// Adopts the abandoned slab `s` for a thread about to free into it: true when it was
+    /// still abandoned (its owner is then 0 and the caller must claim it), false when someone
+    /// else took it first.
+    pub(crate) fn adopt(&self, s: &Slab) -> bool {
+        let mut l = self.lists.lock();
+        if s.owner.load(Ordering::Relaxed) != ABANDONED {
+            return false;
+        }
+        l.abandoned_remove(s);
+        true
     }
 
     /// Ages every free slab at `now` (`force`: purge them all now). A slab due to go cold whose
@@ -269,24 +326,21 @@ impl SlabPool {
         // SAFETY: set together with `slab_size`, which is non-zero here.
         let counters = unsafe { &*self.counters.load(Ordering::Relaxed) };
         for class in 0..MAX_CLASSES {
-            let mut link: *mut *mut Slab = &mut l.abandoned[class];
+            let mut p = l.abandoned[class];
             // SAFETY: abandoned slabs are ownerless, touched only under this lock.
-            unsafe {
-                while let Some(s) = (*link).as_ref() {
-                    s.collect(counters);
-                    if s.used.get() == 0 {
-                        *link = s.next.get();
-                        s.capacity.set(0);
-                        s.carved.set(0);
-                        s.block_size.set(0);
-                        // Its last block went at some unknown time since the thread left:
-                        // age it as long free, so this very pass can give it back.
-                        s.stage.set(Stage::Hot as u8);
-                        s.freed_at.set(0);
-                        l.free_push(s, segment);
-                    } else {
-                        link = s.next.as_ptr();
-                    }
+            while let Some(s) = unsafe { p.as_ref() } {
+                p = s.next.get();
+                if s.live() == 0 {
+                    l.abandoned_remove(s);
+                    s.drop_remote(counters);
+                    s.capacity.set(0);
+                    s.carved.set(0);
+                    s.block_size.set(0);
+                    // Its last block went at some unknown time since the thread left:
+                    // age it as long free, so this very pass can give it back.
+                    s.stage.set(Stage::Hot as u8);
+                    s.freed_at.set(0);
+                    l.free_push(s, segment);
                 }
             }
         }
@@ -332,11 +386,5 @@ impl SlabPool {
                 s.freed_at.set(now);
             }
         }
-    }
-    /// Hands a slab with live blocks to whichever thread next needs its class.
-    pub(crate) fn abandon(&self, s: &Slab) {
-        s.owner.store(0, Ordering::Release);
-        let class = s.class.get() as usize;
-        push(&mut self.lists.lock().abandoned[class], s);
     }
 }

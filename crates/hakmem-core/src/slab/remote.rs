@@ -88,6 +88,12 @@ impl RemoteList {
         self.head.load(Ordering::Relaxed) == 0
     }
 
+    /// How many blocks wait (a hint, like [`Self::is_empty`]: it can only grow until taken).
+    #[inline]
+    pub fn count(&self) -> u32 {
+        unpack(self.head.load(Ordering::Relaxed)).1
+    }
+
     /// Takes every waiting block (owner only), with their number.
     #[inline]
     pub fn take_all(&self) -> (*mut Block, u32) {
