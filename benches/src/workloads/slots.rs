@@ -1,10 +1,10 @@
-//! Larson-style slot replacement: `larson`, `mid-mt`, `large`, `big`.
+//! Slot replacement (after Larson, without its thread hand-over): `slots`, `mid-mt`, `large`, `big`.
 //!
 //! Each thread owns a table of `--slots` blocks with random sizes in `[min, max]`,
 //! pre-filled before the clock starts. One op = pick a random slot, verify and `free` its
 //! block, `malloc` a new block of random size there and write its pattern
 //! (one free + one malloc = 1 op). What is written per block depends on the workload:
-//! `larson`/`mid-mt` stamp head, tail and middle; `large` also writes one byte every
+//! `slots`/`mid-mt` stamp head, tail and middle; `large` also writes one byte every
 //! 4 KiB over the first half; `big` one byte every 4 KiB over the whole block.
 
 use crate::block::Block;
