@@ -1,45 +1,77 @@
 //! Loom models of abandoned-slab reclaim: a thread exits holding slabs with live blocks
-//! (heap.rs `Heap::abandon_all`, pool.rs `SlabPool::abandon`), other threads free blocks of
-//! those slabs remotely (heap.rs `free` / `free_slow`), and the slabs are reclaimed either by a
-//! thread adopting them (pool.rs `SlabPool::acquire` + heap.rs `Heap::new_slab`) or by the
-//! purge pass (pool.rs `SlabPool::purge`, its abandoned-list walk).
+//! (heap.rs `Heap::abandon_all`, pool.rs `SlabPool::give_back`), other threads free blocks of
+//! those slabs (heap.rs `free` / `free_slow`), and the slabs are reclaimed by a thread adopting
+//! them on a free (heap.rs `free_slow` → `Heap::adopt` → pool.rs `SlabPool::adopt`), by a
+//! thread needing a slab of their class (pool.rs `SlabPool::acquire` + heap.rs
+//! `Heap::new_slab`), or by the purge pass (pool.rs `SlabPool::purge`, its abandoned-list walk).
 //!
 //! The protocol: the `Cell` fields of a slab belong to whoever owns it (its thread, or whoever
 //! holds the pool lock while it sits on a pool list); `owner` is an atomic read by every
-//! freeing thread to route its free (own thread: the free list, anyone else: the atomic
-//! remote list); the hand-over from the exiting thread to the adopter or the purge pass is the
-//! pool lock; remote frees reach the new owner through the remote list's Release push /
-//! Acquire take.
+//! freeing thread to route its free (own thread: the free list; [`ABANDONED`]: try to adopt
+//! the slab, then free locally; anyone else: the atomic remote list). The exiting thread
+//! touches no block: a slab whose `live()` count (`used` less the remote frees waiting) is 0
+//! drops its remote list and goes to the pool's free list, the others are linked into the
+//! abandoned list and then marked [`ABANDONED`], both under the pool lock. Every adoption (on a
+//! free, through `acquire`) and the purge pass take a slab off the abandoned list under that
+//! lock, and only while it is still there (a free's adoption re-checks `owner ==
+//! ABANDONED` under the lock, and unlinking resets `owner` to 0), so a slab has one owner at a
+//! time; the hand-over itself is the pool lock; remote frees reach the new owner through the
+//! remote list's Release push / Acquire take.
 //!
 //! The real `Heap` and `SlabPool` cannot be instantiated under loom (`const` statics over
 //! mmap'd segments, TLS, pthread keys, the purge registry), so the models use a stand-in built
-//! from the real parts: the real [`Slab`] (its `format`, `collect`, `carve` and
-//! `holds_block`; under loom its `Cell` fields are loom's checked cells, so any access to them
-//! not ordered by happens-before fails the model), the real [`RemoteList`](super::remote) inside
-//! it, and the real futex [`Mutex`] as the pool lock. The pool and heap steps are copied from
-//! the functions named on each helper below (the pool's doubly linked, per-segment counted free
-//! list is a plain stack here); keep them in step with the real code.
+//! from the real parts: the real [`Slab`] (its `format`, `collect`, `carve`, `live`,
+//! `drop_remote` and `holds_block`; under loom its `Cell` fields are loom's checked cells, so
+//! any access to them not ordered by happens-before fails the model), the real
+//! [`RemoteList`](super::remote) inside it, and the real futex [`Mutex`] as the pool lock
+//! (loom's own mutex where three threads may wait on the lock at once: the futex lock's
+//! waiters spin on `yield_now`, and loom explores two spinning waiters taking turns without
+//! end). The pool and heap steps are copied from the functions named on each helper below (one
+//! size class; the pool's per-segment count of free slabs and the heap's queues are left out);
+//! keep them in step with the real code.
 
 extern crate std;
 
-use super::meta::{FULL, SLAB_HEADER, Slab};
+use super::meta::{ABANDONED, FULL, SLAB_HEADER, Slab};
 use super::remote::Block;
 use crate::stats::TINY;
 use crate::sync::{Mutex, Ordering};
+use core::ops::DerefMut;
 use core::ptr;
-use loom::sync::Arc;
 use loom::thread;
 use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::vec::Vec;
 
 /// The thread that exits and abandons the slab.
 const TID_A: usize = 0x1000;
-/// The adopter.
+/// An adopter.
 const TID_B: usize = 0x2000;
-/// A thread freeing a block remotely.
+/// A thread freeing a block (remotely, or adopting the slab on the free).
 const TID_C: usize = 0x3000;
+/// Another adopter.
+const TID_D: usize = 0x4000;
 
-/// Stand-in for pool.rs `Lists`: the lists this protocol touches, under the real lock.
+/// The parts of heap.rs `Heap` the models need: the thread's id, its heap's id, and whether it
+/// allocates from the slab's class (`Heap::adopt` only adopts a slab for a heap that does).
+#[derive(Clone, Copy)]
+struct Heap {
+    tid: usize,
+    id: u64,
+    allocating: bool,
+}
+
+impl Heap {
+    const fn new(tid: usize, allocating: bool) -> Heap {
+        Heap {
+            tid,
+            id: (tid >> 12) as u64,
+            allocating,
+        }
+    }
+}
+
+/// Stand-in for pool.rs `Lists`: the lists this protocol touches (one class), under the pool
+/// lock.
 struct Lists {
     abandoned: *mut Slab,
     free: *mut Slab,
@@ -48,35 +80,99 @@ struct Lists {
 // SAFETY: only touched under the pool mutex (as pool.rs `Lists`).
 unsafe impl Send for Lists {}
 
-/// Stand-in for pool.rs `SlabPool`.
-struct Pool {
-    lists: Mutex<Lists>,
+impl Lists {
+    /// pool.rs `Lists::abandoned_remove`.
+    fn abandoned_remove(&mut self, s: &Slab) {
+        unlink(&mut self.abandoned, s);
+        s.owner.store(0, Ordering::Relaxed);
+    }
 }
 
-impl Pool {
-    fn new() -> Pool {
+/// The pool lock: the real futex [`Mutex`], or loom's (see the module doc).
+trait PoolLock: Sync + 'static {
+    fn new(lists: Lists) -> Self;
+    fn lock(&self) -> impl DerefMut<Target = Lists> + '_;
+}
+
+impl PoolLock for Mutex<Lists> {
+    fn new(lists: Lists) -> Self {
+        Mutex::new(lists)
+    }
+    fn lock(&self) -> impl DerefMut<Target = Lists> + '_ {
+        Mutex::lock(self)
+    }
+}
+
+impl PoolLock for loom::sync::Mutex<Lists> {
+    fn new(lists: Lists) -> Self {
+        loom::sync::Mutex::new(lists)
+    }
+    fn lock(&self) -> impl DerefMut<Target = Lists> + '_ {
+        loom::sync::Mutex::lock(self).unwrap()
+    }
+}
+
+/// Stand-in for pool.rs `SlabPool`, under the pool lock `L`.
+struct Pool<L> {
+    lists: L,
+}
+
+impl<L: PoolLock> Pool<L> {
+    fn new() -> Pool<L> {
         Pool {
-            lists: Mutex::new(Lists {
+            lists: L::new(Lists {
                 abandoned: ptr::null_mut(),
                 free: ptr::null_mut(),
             }),
         }
     }
+
+    /// The pool's address, to hand to the model's threads.
+    fn addr(&self) -> usize {
+        self as *const Pool<L> as usize
+    }
 }
 
-/// pool.rs `push`.
-fn push(list: &mut *mut Slab, s: &Slab) {
-    s.next.set(*list);
-    *list = s as *const Slab as *mut Slab;
+impl<L> Pool<L> {
+    /// The pool at `addr` (from [`Pool::addr`]).
+    fn at(addr: usize) -> &'static Pool<L> {
+        // SAFETY: the models keep the pool alive until every thread has been joined.
+        unsafe { &*(addr as *const Pool<L>) }
+    }
 }
 
-/// pool.rs `pop`.
-fn pop(list: &mut *mut Slab) -> Option<&'static Slab> {
+/// The pool under the real lock.
+type FutexPool = Pool<Mutex<Lists>>;
+/// The pool under loom's mutex.
+type LoomPool = Pool<loom::sync::Mutex<Lists>>;
+
+/// pool.rs `link_front` (also the free list's `Lists::free_push`, less the per-segment count).
+fn link_front(head: &mut *mut Slab, s: &Slab) {
+    let p = s as *const Slab as *mut Slab;
+    s.prev.set(ptr::null_mut());
+    s.next.set(*head);
     // SAFETY: list entries are live slab headers (the model frees them only at its end).
-    let s = unsafe { list.as_ref()? };
-    *list = s.next.get();
+    if let Some(h) = unsafe { head.as_ref() } {
+        h.prev.set(p);
+    }
+    *head = p;
+}
+
+/// pool.rs `unlink`.
+fn unlink(head: &mut *mut Slab, s: &Slab) {
+    let (prev, next) = (s.prev.get(), s.next.get());
+    // SAFETY: as in `link_front`.
+    unsafe {
+        match prev.as_ref() {
+            Some(p) => p.next.set(next),
+            None => *head = next,
+        }
+        if let Some(n) = next.as_ref() {
+            n.prev.set(prev);
+        }
+    }
     s.next.set(ptr::null_mut());
-    Some(s)
+    s.prev.set(ptr::null_mut());
 }
 
 /// One slab of `cap` blocks of `bs` bytes in heap memory, formatted for [`TID_A`].
@@ -162,100 +258,158 @@ fn drain(s: &Slab, got: &mut Vec<usize>) {
     }
 }
 
-/// heap.rs `free` + `free_slow`, run by thread `tid` (which never holds the slab in a full
-/// queue in these models). A local free that empties the slab would go on to
-/// `Heap::slab_emptied` (the slab stays the adopter's, cached or given back): not modelled.
+/// The local free of heap.rs `free` / `free_slow`: a push onto the owner's free list.
+///
+/// # Safety
+/// `b` must be a dead block of `s`, which the caller owns.
+unsafe fn free_local(s: &Slab, b: *mut Block) {
+    // SAFETY: the block is dead and the slab is ours.
+    unsafe { (*b).next = s.free.get() };
+    s.free.set(b);
+    s.used.set(s.used.get() - 1);
+}
+
+/// heap.rs `free` + `free_slow`, run by the thread of heap `h` (which never holds the slab in a
+/// full queue in these models): local when `h` owns the slab; an adoption then a local free
+/// when the slab is abandoned and `h` allocates from its class; else remote. True when this
+/// free adopted the slab. A local free that empties the slab would go on to
+/// `Heap::slab_emptied` (the slab stays the owner's, cached or given back): not modelled.
 ///
 /// # Safety
 /// `b` must be a live block of `s`, owned by the caller.
-unsafe fn free(s: &Slab, tid: usize, b: usize) {
+unsafe fn free<L: PoolLock>(pool: &Pool<L>, h: Heap, s: &Slab, b: usize) -> bool {
     let b = b as *mut Block;
-    if s.owner.load(Ordering::Relaxed) == tid {
-        // SAFETY: the block is dead and the slab is ours.
-        unsafe { (*b).next = s.free.get() };
-        s.free.set(b);
-        s.used.set(s.used.get() - 1);
-        return;
+    let owner = s.owner.load(Ordering::Relaxed);
+    if owner == h.tid {
+        // SAFETY: the slab is ours, the block the caller's.
+        unsafe { free_local(s, b) };
+        return false;
     }
-    assert_ne!(s.owner.load(Ordering::Relaxed), tid | FULL);
+    // (`free_slow` loads `owner` again for this test, which only ever matters to a full slab.)
+    assert_ne!(owner, h.tid | FULL);
     assert!(
         s.holds_block(b.cast()),
         "a live block failed the bounds check"
     );
+    if s.owner.load(Ordering::Relaxed) == ABANDONED && adopt_on_free(pool, h, s) {
+        // SAFETY: the slab is ours now, the block the caller's.
+        unsafe { free_local(s, b) };
+        return true;
+    }
     // SAFETY: the caller gives up `b`; it counts as used until collected.
     unsafe { s.remote.push(b) };
+    false
 }
 
-/// heap.rs `Heap::abandon_all` for one slab of the exiting thread: collect, then pool.rs
-/// `release` when nothing is live, else pool.rs `abandon`.
-fn abandon_one(pool: &Pool, s: &Slab) {
+/// heap.rs `Heap::adopt` + pool.rs `SlabPool::adopt`: heap `h`, about to free into the
+/// abandoned slab `s`, adopts it when it allocates from its class and `s` is still abandoned
+/// under the pool lock. (Queueing the slab in `h`'s available queue writes its links: kept.)
+fn adopt_on_free<L: PoolLock>(pool: &Pool<L>, h: Heap, s: &Slab) -> bool {
+    // Read before the lock, as the real code reads it to find the heap's queue.
+    let _class = s.class.get();
+    if !h.allocating {
+        return false;
+    }
+    {
+        let mut l = pool.lists.lock();
+        if s.owner.load(Ordering::Relaxed) != ABANDONED {
+            return false;
+        }
+        l.abandoned_remove(s);
+    }
+    claim(h, s);
+    true
+}
+
+/// What heap.rs does with a slab it adopted (`Heap::adopt`, `Heap::new_slab`'s adopted
+/// branch): claim it, collect its remote frees, and queue it (its links written as by
+/// `Queue::push_back` / `push_front` on an otherwise empty queue).
+fn claim(h: Heap, s: &Slab) {
+    s.heap_id.set(h.id);
+    s.owner.store(h.tid, Ordering::Relaxed);
     s.collect(&TINY);
-    if s.used.get() == 0 {
+    s.next.set(ptr::null_mut());
+    s.prev.set(ptr::null_mut());
+}
+
+/// heap.rs `Heap::abandon_all` for one slab of the exiting thread, with pool.rs
+/// `SlabPool::give_back`: no block touched; a slab with no live block drops its remote list and
+/// is released, one with live blocks is linked into the abandoned list and then marked
+/// [`ABANDONED`], under the lock.
+fn abandon_one<L: PoolLock>(pool: &Pool<L>, s: &Slab) {
+    if s.live() == 0 {
+        s.drop_remote(&TINY);
         release(pool, s);
     } else {
-        s.owner.store(0, Ordering::Release);
-        push(&mut pool.lists.lock().abandoned, s);
+        let mut l = pool.lists.lock();
+        link_front(&mut l.abandoned, s);
+        s.owner.store(ABANDONED, Ordering::Release);
     }
 }
 
-/// pool.rs `SlabPool::release` (less the purge advice and timestamps).
-fn release(pool: &Pool, s: &Slab) {
+/// pool.rs `SlabPool::release` (`prepare_release` less the purge advice and timestamps, then
+/// `free_push`), as `give_back` does for a slab with no live block.
+fn release<L: PoolLock>(pool: &Pool<L>, s: &Slab) {
     assert_eq!(s.used.get(), 0);
+    assert!(s.remote.is_empty());
     s.owner.store(0, Ordering::Relaxed);
     s.capacity.set(0);
     s.carved.set(0);
     s.block_size.set(0);
-    push(&mut pool.lists.lock().free, s);
+    link_front(&mut pool.lists.lock().free, s);
 }
 
-/// pool.rs `SlabPool::acquire` (its abandoned-list branch) + heap.rs `Heap::new_slab` (its
-/// adopted branch), for thread `tid` with heap id `heap_id`.
-fn adopt(pool: &Pool, tid: usize, heap_id: u64) -> Option<&'static Slab> {
-    let s = pop(&mut pool.lists.lock().abandoned)?;
-    s.heap_id.set(heap_id);
-    s.owner.store(tid, Ordering::Relaxed);
-    s.collect(&TINY);
+/// pool.rs `SlabPool::acquire` (its abandoned-list branch: the head, unlinked) + heap.rs
+/// `Heap::new_slab` (its adopted branch), for heap `h`.
+fn adopt<L: PoolLock>(pool: &Pool<L>, h: Heap) -> Option<&'static Slab> {
+    let s = {
+        let mut l = pool.lists.lock();
+        // SAFETY: abandoned-list entries are live slab headers.
+        let s = unsafe { l.abandoned.as_ref()? };
+        l.abandoned_remove(s);
+        s
+    };
+    claim(h, s);
     Some(s)
 }
 
-/// pool.rs `SlabPool::purge`, its walk of the abandoned list: collect each slab and move the
-/// ones with no live block left to the free list. (The real walk links through
-/// `Cell::as_ptr`, which loom's cell lacks; this one keeps the previous slab instead.)
-fn purge_abandoned(pool: &Pool) {
+/// pool.rs `SlabPool::purge`, its walk of the abandoned list: each slab with no live block
+/// left is unlinked, drops its remote list, and moves to the free list.
+fn purge_abandoned<L: PoolLock>(pool: &Pool<L>) {
     let mut l = pool.lists.lock();
-    let mut prev: Option<&Slab> = None;
     let mut p = l.abandoned;
     // SAFETY: abandoned slabs are live, ownerless, touched only under this lock.
     while let Some(s) = unsafe { p.as_ref() } {
         p = s.next.get();
-        s.collect(&TINY);
-        if s.used.get() == 0 {
-            match prev {
-                Some(q) => q.next.set(p),
-                None => l.abandoned = p,
-            }
+        if s.live() == 0 {
+            l.abandoned_remove(s);
+            s.drop_remote(&TINY);
             s.capacity.set(0);
             s.carved.set(0);
             s.block_size.set(0);
             s.stage.set(0);
             s.freed_at.set(0);
-            push(&mut l.free, s);
-        } else {
-            prev = Some(s);
+            link_front(&mut l.free, s);
         }
     }
 }
 
-/// The end state of every model: the slab is in exactly one place. Either its owner is
-/// [`TID_B`] (adopted), which has allocated everything (`got`): then every block was handed
-/// out exactly once and `used` counts them all; or it sits on the free list with no live
-/// block and nothing left on its remote list (a remote free arriving after the slab went
-/// there would be lost, and would corrupt its next user).
-fn check_end(pool: &Pool, mem: &SlabMem, adopted: bool, mut got: Vec<usize>) {
+/// The end state of every model: the slab is in exactly one place. Either it has an owner
+/// (`owner`: it was adopted), which has allocated everything (`got`): then every block was
+/// handed out exactly once, `used` counts them all, and neither of the owner's lists nor the
+/// remote list holds anything; or it sits on the free list with no live block and nothing left
+/// on its remote list (a remote free arriving after the slab went there would be lost, and
+/// would corrupt its next user).
+fn check_end<L: PoolLock>(
+    pool: &Pool<L>,
+    mem: &SlabMem,
+    owner: Option<usize>,
+    mut got: Vec<usize>,
+) {
     let s = mem.slab();
     let l = pool.lists.lock();
     assert!(l.abandoned.is_null(), "the slab is still abandoned");
-    if adopted {
+    if let Some(tid) = owner {
         assert!(l.free.is_null(), "an adopted slab is also on the free list");
         got.sort_unstable();
         assert_eq!(got, mem.blocks(), "a block was lost or handed out twice");
@@ -264,8 +418,9 @@ fn check_end(pool: &Pool, mem: &SlabMem, adopted: bool, mut got: Vec<usize>) {
             mem.cap,
             "used disagrees with the blocks"
         );
-        assert_eq!(s.owner.load(Ordering::Relaxed), TID_B);
+        assert_eq!(s.owner.load(Ordering::Relaxed), tid);
         assert!(s.free.get().is_null());
+        assert!(s.deferred.get().is_null());
     } else {
         assert_eq!(l.free, s as *const Slab as *mut Slab, "the slab was lost");
         assert!(got.is_empty());
@@ -276,22 +431,25 @@ fn check_end(pool: &Pool, mem: &SlabMem, adopted: bool, mut got: Vec<usize>) {
 }
 
 /// Thread A exits holding a slab with two live blocks (one given to thread C, one to thread
-/// B), two blocks on its free list. Concurrently C frees its block
-/// remotely, and B tries to adopt the slab, frees its own block (locally if the adoption made
-/// it the owner, remotely if not) and allocates all it can; after the joins B (the main thread)
-/// finishes the adoption if it had come too early, and allocates the rest.
+/// B), two blocks on its free list. Concurrently C (not allocating from the class) frees its
+/// block remotely, and B tries to adopt the slab through `acquire`, then frees its own block
+/// (locally if the adoption made it the owner; else adopting the slab on the free if it is
+/// abandoned by then, remotely if not) and allocates all it can if it adopted; after the joins
+/// B (the main thread) finishes the adoption through `acquire` if it had come too early, and
+/// allocates the rest.
 ///
 /// Proves: whatever the interleaving, the slab ends either adopted by B with all four blocks
-/// handed out exactly once (none lost on the remote list, none handed out twice, `used` equal
-/// to the blocks handed out), or released to the free list with no live block (when both frees
-/// landed before A's final collect); the owner field routes each free correctly (no thread
-/// ever sees its own id on a slab it does not own); and no slab `Cell` is ever touched by two
-/// threads without a happens-before edge (the pool lock from A to B, the remote list's
-/// Release/Acquire from C and B to the collector).
+/// handed out exactly once (none lost on the remote list or the deferred list, none handed out
+/// twice, `used` equal to the blocks handed out), or released to the free list with no live
+/// block (when both frees landed before A's `live()` check); the owner field routes each free
+/// correctly (no thread ever sees its own id on a slab it does not own); and no slab `Cell` is
+/// ever touched by two threads without a happens-before edge (the pool lock from A to B, the
+/// remote list's Release/Acquire from C and B to the collector).
 #[test]
 fn loom_abandoned_slab_adopted_with_remote_frees() {
     loom::model(|| {
-        let pool = Arc::new(Pool::new());
+        let pool = FutexPool::new();
+        let pa = pool.addr();
         // 4 blocks of 64 bytes: one carve takes them all (no carving after the abandon).
         let mem = SlabMem::new(64, 4);
         let s = mem.slab();
@@ -299,19 +457,22 @@ fn loom_abandoned_slab_adopted_with_remote_frees() {
         // Thread A's life before exit: blocks 0 and 1 go to C and B, block 2 is freed locally.
         let (b0, b1, b2) = (alloc(s), alloc(s), alloc(s));
         // SAFETY: b2 is A's live block.
-        unsafe { free(s, TID_A, b2) };
+        assert!(!unsafe { free(&pool, Heap::new(TID_A, true), s, b2) });
         assert_eq!(s.used.get(), 2);
 
-        let p = pool.clone();
-        let a = thread::spawn(move || abandon_one(&p, slab(addr)));
+        let a = thread::spawn(move || abandon_one(FutexPool::at(pa), slab(addr)));
         // SAFETY: b0 is C's live block.
-        let c = thread::spawn(move || unsafe { free(slab(addr), TID_C, b0) });
-        let p = pool.clone();
+        let c = thread::spawn(move || unsafe {
+            free(FutexPool::at(pa), Heap::new(TID_C, false), slab(addr), b0)
+        });
         let b = thread::spawn(move || {
             let s = slab(addr);
-            let adopted = adopt(&p, TID_B, 2).is_some();
+            // Had `acquire` found nothing abandoned, B would have taken a fresh slab of the
+            // class: it allocates from the class either way.
+            let h = Heap::new(TID_B, true);
+            let mut adopted = adopt(FutexPool::at(pa), h).is_some();
             // SAFETY: b1 is B's live block.
-            unsafe { free(s, TID_B, b1) };
+            adopted |= unsafe { free(FutexPool::at(pa), h, s, b1) };
             let mut got = Vec::new();
             if adopted {
                 drain(s, &mut got);
@@ -319,56 +480,59 @@ fn loom_abandoned_slab_adopted_with_remote_frees() {
             (adopted, got)
         });
         a.join().unwrap();
-        c.join().unwrap();
+        assert!(!c.join().unwrap(), "C adopted while not allocating");
         let (mut adopted, mut got) = b.join().unwrap();
         // The main thread carries on as B.
         if !adopted {
-            adopted = adopt(&pool, TID_B, 2).is_some();
+            adopted = adopt(&pool, Heap::new(TID_B, true)).is_some();
         }
         if adopted {
             drain(s, &mut got);
         }
-        check_end(&pool, &mem, adopted, got);
+        check_end(&pool, &mem, adopted.then_some(TID_B), got);
     });
 }
 
 /// Thread A exits holding a slab with one live block, given to thread C; C frees it remotely
-/// while a purge pass walks the abandoned list (collecting each slab and retiring those with no
-/// live block to the free list). After the joins, B adopts the slab if it is still abandoned.
+/// while a purge pass walks the abandoned list (retiring each slab with no live block to the
+/// free list, its remote list dropped). After the joins, B adopts the slab if it is still
+/// abandoned.
 ///
 /// Proves: the purge pass never retires a slab that still has a live block, and a remote free
-/// is never stranded on a retired slab's remote list (the used count only reaches 0 after the
-/// last remote push has been collected, under the Release/Acquire of the remote list); the slab
-/// ends in exactly one place (adopted by B with all four blocks handed out once and `used`
-/// consistent, or on the free list empty); the purge pass's and A's accesses to the slab's
-/// cells are ordered by the pool lock.
+/// is never stranded on a retired slab's remote list (`live()` only reaches 0 once the last
+/// live block has been pushed, and `drop_remote`'s Acquire take orders that push, C's bounds
+/// check included, before the purge pass resets the slab); the slab ends in exactly one place
+/// (adopted by B with all four blocks handed out once and `used` consistent, or on the free
+/// list empty); the purge pass's and A's accesses to the slab's cells are ordered by the pool
+/// lock.
 #[test]
 fn loom_abandoned_slab_purge_pass_with_remote_free() {
     loom::model(|| {
-        let pool = Arc::new(Pool::new());
+        let pool = FutexPool::new();
+        let pa = pool.addr();
         let mem = SlabMem::new(64, 4);
         let s = mem.slab();
         let addr = mem.addr();
         let (b0, b1) = (alloc(s), alloc(s));
         // SAFETY: b1 is A's live block.
-        unsafe { free(s, TID_A, b1) };
+        assert!(!unsafe { free(&pool, Heap::new(TID_A, true), s, b1) });
         assert_eq!(s.used.get(), 1);
 
-        let p = pool.clone();
-        let a = thread::spawn(move || abandon_one(&p, slab(addr)));
+        let a = thread::spawn(move || abandon_one(FutexPool::at(pa), slab(addr)));
         // SAFETY: b0 is C's live block.
-        let c = thread::spawn(move || unsafe { free(slab(addr), TID_C, b0) });
-        let p = pool.clone();
-        let purge = thread::spawn(move || purge_abandoned(&p));
+        let c = thread::spawn(move || unsafe {
+            free(FutexPool::at(pa), Heap::new(TID_C, false), slab(addr), b0)
+        });
+        let purge = thread::spawn(move || purge_abandoned(FutexPool::at(pa)));
         a.join().unwrap();
-        c.join().unwrap();
+        assert!(!c.join().unwrap(), "C adopted while not allocating");
         purge.join().unwrap();
         let mut got = Vec::new();
-        let adopted = adopt(&pool, TID_B, 2).is_some();
+        let adopted = adopt(&pool, Heap::new(TID_B, true)).is_some();
         if adopted {
             drain(s, &mut got);
         }
-        check_end(&pool, &mem, adopted, got);
+        check_end(&pool, &mem, adopted.then_some(TID_B), got);
     });
 }
 
@@ -382,7 +546,8 @@ fn loom_abandoned_slab_purge_pass_with_remote_free() {
 #[test]
 fn loom_remote_bounds_check_races_carve() {
     loom::model(|| {
-        let pool = Arc::new(Pool::new());
+        let pool = FutexPool::new();
+        let pa = pool.addr();
         // 2 blocks of 8 KiB: each carve takes one.
         let mem = SlabMem::new(8 << 10, 2);
         let s = mem.slab();
@@ -390,28 +555,91 @@ fn loom_remote_bounds_check_races_carve() {
         let b0 = alloc(s);
         assert_eq!(s.carved.get(), 1);
 
-        let p = pool.clone();
-        let a = thread::spawn(move || abandon_one(&p, slab(addr)));
+        let a = thread::spawn(move || abandon_one(FutexPool::at(pa), slab(addr)));
         // SAFETY: b0 is C's live block.
-        let c = thread::spawn(move || unsafe { free(slab(addr), TID_C, b0) });
-        let p = pool.clone();
+        let c = thread::spawn(move || unsafe {
+            free(FutexPool::at(pa), Heap::new(TID_C, false), slab(addr), b0)
+        });
         let b = thread::spawn(move || {
             let mut got = Vec::new();
-            let adopted = adopt(&p, TID_B, 2).is_some();
+            let adopted = adopt(FutexPool::at(pa), Heap::new(TID_B, true)).is_some();
             if adopted {
                 drain(slab(addr), &mut got);
             }
             (adopted, got)
         });
         a.join().unwrap();
-        c.join().unwrap();
+        assert!(!c.join().unwrap(), "C adopted while not allocating");
         let (mut adopted, mut got) = b.join().unwrap();
         if !adopted {
-            adopted = adopt(&pool, TID_B, 2).is_some();
+            adopted = adopt(&pool, Heap::new(TID_B, true)).is_some();
         }
         if adopted {
             drain(s, &mut got);
         }
-        check_end(&pool, &mem, adopted, got);
+        check_end(&pool, &mem, adopted.then_some(TID_B), got);
+    });
+}
+
+/// Adopt-on-free against every other way in: thread A exits holding a slab with three live
+/// blocks (given to B, C and D) and one block on its free list. Concurrently B and C (both
+/// allocating from the class) free their blocks, each adopting the slab on the free if it finds
+/// it abandoned (else freeing remotely), while D (the main thread, needing a slab of the class)
+/// tries to adopt it through `acquire`. After the joins D frees its block the same way (locally
+/// if it adopted the slab, adopting it on the free if it is still abandoned, remotely if B or C
+/// owns it); then the owner allocates everything. (Loom's mutex: B, C and D may all wait on the
+/// pool lock while A holds it.)
+///
+/// Proves: at most one adoption succeeds per abandonment (a free's adoption re-checks
+/// `ABANDONED` under the pool lock, and every adoption resets `owner` under it), so a free
+/// that loses the race falls back to a remote push and one thread at a time owns the slab; the
+/// frees that land while it changes hands (on A's remote list, in the `owner` 0 window, after
+/// the new owner's collect) all reach the owner, so the four blocks are handed out exactly once
+/// with `used` consistent and the remote and deferred lists empty at the end; and the winner's
+/// accesses to the slab's cells (collect, the local free, the queue links) never race A's, the
+/// losers' or the other adopters' (loom reports no unordered `Cell` access).
+#[test]
+fn loom_adopt_on_free_races_adopt_and_remote_free() {
+    loom::model(|| {
+        let pool = LoomPool::new();
+        let pa = pool.addr();
+        let mem = SlabMem::new(64, 4);
+        let s = mem.slab();
+        let addr = mem.addr();
+        // Thread A's life before exit: blocks 0, 1 and 2 go to B, C and D; block 3 stays free.
+        let (bb, bc, bd) = (alloc(s), alloc(s), alloc(s));
+        assert_eq!(s.used.get(), 3);
+        let (hb, hc, hd) = (
+            Heap::new(TID_B, true),
+            Heap::new(TID_C, true),
+            Heap::new(TID_D, true),
+        );
+
+        let a = thread::spawn(move || abandon_one(LoomPool::at(pa), slab(addr)));
+        // SAFETY: bb is B's live block.
+        let b = thread::spawn(move || unsafe { free(LoomPool::at(pa), hb, slab(addr), bb) });
+        // SAFETY: bc is C's live block.
+        let c = thread::spawn(move || unsafe { free(LoomPool::at(pa), hc, slab(addr), bc) });
+        // The main thread is D.
+        let d_acquired = adopt(&pool, hd).is_some();
+        a.join().unwrap();
+        let b_adopted = b.join().unwrap();
+        let c_adopted = c.join().unwrap();
+        let owners: Vec<usize> = [(b_adopted, TID_B), (c_adopted, TID_C), (d_acquired, TID_D)]
+            .into_iter()
+            .filter_map(|(won, tid)| won.then_some(tid))
+            .collect();
+        assert!(owners.len() <= 1, "adopted twice: {owners:x?}");
+        let mut owner = owners.first().copied();
+        // SAFETY: bd is D's live block.
+        if unsafe { free(&pool, hd, s, bd) } {
+            assert!(owner.is_none(), "adopted twice");
+            owner = Some(TID_D);
+        }
+        // D's block was live at A's exit: the slab was abandoned, and someone adopted it.
+        assert!(owner.is_some(), "the abandoned slab was never adopted");
+        let mut got = Vec::new();
+        drain(s, &mut got);
+        check_end(&pool, &mem, owner, got);
     });
 }
