@@ -96,6 +96,7 @@ mod api {
         const CLASSES: &'static [u32] = &L2_CLASSES;
         const EMPTY_CACHE: u32 = 2;
         const PIN_CURRENT: bool = true;
+        const ADOPT_ON_FREE: bool = false;
         fn class_of(size: usize) -> usize {
             l2_class(size)
         }
@@ -117,6 +118,7 @@ mod api {
         const CLASSES: &'static [u32] = &L25_CLASSES;
         const EMPTY_CACHE: u32 = 0;
         const PIN_CURRENT: bool = false;
+        const ADOPT_ON_FREE: bool = false;
         fn class_of(size: usize) -> usize {
             l25_class(size)
         }

@@ -54,6 +54,7 @@ mod api {
         const CLASSES: &'static [u32] = &TINY_CLASSES;
         const EMPTY_CACHE: u32 = 4;
         const PIN_CURRENT: bool = true;
+        const ADOPT_ON_FREE: bool = true;
         fn class_of(size: usize) -> usize {
             tiny_class(size)
         }

@@ -113,6 +113,8 @@ pub struct Heap<G: Geometry, const D: usize, const C: usize> {
     empty_count: Cell<u32>,
     tid: Cell<usize>,
     id: Cell<u64>,
+    /// When this heap last trimmed itself after adopting (ms).
+    last_trim: Cell<u64>,
     state: Cell<u8>,
     _tier: PhantomData<G>,
 }
@@ -135,6 +137,7 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
             empty_count: Cell::new(0),
             tid: Cell::new(0),
             id: Cell::new(0),
+            last_trim: Cell::new(0),
             state: Cell::new(UNINIT),
             _tier: PhantomData,
         }
@@ -174,6 +177,7 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
             && self.empty_count.get() == 0
             && self.tid.get() == 0
             && self.id.get() == 0
+            && self.last_trim.get() == 0
             && self.state.get() == UNINIT
     }
 
@@ -410,6 +414,21 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
         self.empty_count.set(0);
     }
 
+    /// After an adoption: trims this heap once per half purge delay (its own clock, so a thread
+    /// that keeps adopting trims whatever the other threads do), so an adopted slab it no
+    /// longer allocates from goes back once other threads have freed all its blocks.
+    #[cold]
+    #[inline(never)]
+    fn trim_after_adopt(&self) {
+        let now = crate::os::now_ms();
+        let every = (crate::config::get().purge_delay_ms / 2).max(1);
+        if now.wrapping_sub(self.last_trim.get()) >= every {
+            self.last_trim.set(now);
+            self.trim();
+            crate::purge::tick(false);
+        }
+    }
+
     /// Gives every slab back (thread exit) and resets the heap to its initial state: slabs
     /// with no live block to the pool's free list, the others abandoned for adoption, all
     /// under one acquisition of the pool lock. No block is touched.
@@ -599,7 +618,7 @@ fn free_slow<G: Geometry, const D: usize, const C: usize>(
     if !s.holds_block(p) {
         return crate::diag::bad_pointer("free", p);
     }
-    if s.owner.load(Ordering::Relaxed) == ABANDONED && heap.adopt(s) {
+    if G::ADOPT_ON_FREE && s.owner.load(Ordering::Relaxed) == ABANDONED && heap.adopt(s) {
         // SAFETY: `b` is a dead block of a slab this thread now owns.
         unsafe { (*b).next = s.free.get() };
         s.free.set(b);
@@ -607,9 +626,7 @@ fn free_slow<G: Geometry, const D: usize, const C: usize>(
         if s.used.get() == 0 {
             heap.slab_emptied(s);
         }
-        // A thread that adopts also trims now and then (rate-limited by the purge delay): an
-        // adopted slab it no longer allocates from is given back once all its blocks are free.
-        crate::purge::tick(true);
+        heap.trim_after_adopt();
         return;
     }
     // SAFETY: the caller gives up `b`; the slab outlives the push because `b` counts as used.
