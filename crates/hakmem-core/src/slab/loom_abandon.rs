@@ -21,7 +21,8 @@
 //! The real `Heap` and `SlabPool` cannot be instantiated under loom (`const` statics over
 //! mmap'd segments, TLS, pthread keys, the purge registry), so the models use a stand-in built
 //! from the real parts: the real [`Slab`] (its `format`, `collect`, `carve`, `live`,
-//! `drop_remote` and `holds_block`; under loom its `Cell` fields are loom's checked cells, so
+//! `drop_remote` and `holds_block`, and the pool lists' `link_front` / `unlink`; under loom its
+//! `Cell` fields are loom's checked cells, so
 //! any access to them not ordered by happens-before fails the model), the real
 //! [`RemoteList`](super::remote) inside it, and the real futex [`Mutex`] as the pool lock
 //! (loom's own mutex where three threads may wait on the lock at once: the futex lock's
@@ -32,7 +33,7 @@
 
 extern crate std;
 
-use super::meta::{ABANDONED, FULL, SLAB_HEADER, Slab};
+use super::meta::{ABANDONED, FULL, SLAB_HEADER, Slab, link_front, unlink};
 use super::remote::Block;
 use crate::stats::TINY;
 use crate::sync::{Mutex, Ordering};
@@ -145,35 +146,6 @@ impl<L> Pool<L> {
 type FutexPool = Pool<Mutex<Lists>>;
 /// The pool under loom's mutex.
 type LoomPool = Pool<loom::sync::Mutex<Lists>>;
-
-/// pool.rs `link_front` (also the free list's `Lists::free_push`, less the per-segment count).
-fn link_front(head: &mut *mut Slab, s: &Slab) {
-    let p = s as *const Slab as *mut Slab;
-    s.prev.set(ptr::null_mut());
-    s.next.set(*head);
-    // SAFETY: list entries are live slab headers (the model frees them only at its end).
-    if let Some(h) = unsafe { head.as_ref() } {
-        h.prev.set(p);
-    }
-    *head = p;
-}
-
-/// pool.rs `unlink`.
-fn unlink(head: &mut *mut Slab, s: &Slab) {
-    let (prev, next) = (s.prev.get(), s.next.get());
-    // SAFETY: as in `link_front`.
-    unsafe {
-        match prev.as_ref() {
-            Some(p) => p.next.set(next),
-            None => *head = next,
-        }
-        if let Some(n) = next.as_ref() {
-            n.prev.set(prev);
-        }
-    }
-    s.next.set(ptr::null_mut());
-    s.prev.set(ptr::null_mut());
-}
 
 /// One slab of `cap` blocks of `bs` bytes in heap memory, formatted for [`TID_A`].
 struct SlabMem {

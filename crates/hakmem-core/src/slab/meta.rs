@@ -241,6 +241,36 @@ impl Slab {
     }
 }
 
+/// Pushes `s` on the front of the doubly linked slab list `head` (through `next`/`prev`).
+/// Pool lists only: the caller holds the pool lock.
+pub(crate) fn link_front(head: &mut *mut Slab, s: &Slab) {
+    let p = s as *const Slab as *mut Slab;
+    s.prev.set(ptr::null_mut());
+    s.next.set(*head);
+    // SAFETY: list entries are slab headers in live segments, ours under the pool lock.
+    if let Some(h) = unsafe { head.as_ref() } {
+        h.prev.set(p);
+    }
+    *head = p;
+}
+
+/// Unlinks `s` from the doubly linked slab list `head`.
+pub(crate) fn unlink(head: &mut *mut Slab, s: &Slab) {
+    let (prev, next) = (s.prev.get(), s.next.get());
+    // SAFETY: as in `link_front`.
+    unsafe {
+        match prev.as_ref() {
+            Some(p) => p.next.set(next),
+            None => *head = next,
+        }
+        if let Some(n) = next.as_ref() {
+            n.prev.set(prev);
+        }
+    }
+    s.next.set(ptr::null_mut());
+    s.prev.set(ptr::null_mut());
+}
+
 /// Prepends the list `a` to `b`; returns the head. (Walks `a`: only when an adopted slab
 /// still has both of its owner-side lists in use.)
 ///

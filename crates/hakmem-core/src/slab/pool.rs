@@ -9,7 +9,7 @@
 //! class, the slabs abandoned by threads that exited with live blocks in them, which the next
 //! thread needing that class adopts.
 
-use super::meta::{ABANDONED, Slab};
+use super::meta::{ABANDONED, Slab, link_front, unlink};
 use super::{Geometry, slab_size};
 use crate::config;
 use crate::os::{self, PAGE};
@@ -82,35 +82,6 @@ fn seg_first(s: &Slab, segment: usize) -> &'static Slab {
     // SAFETY: segments are aligned to their size and their first slab's header page is never
     // purged while the segment is mapped.
     unsafe { &*((s as *const Slab as usize & !(segment - 1)) as *const Slab) }
-}
-
-/// Pushes `s` on the front of the doubly linked list `head`.
-fn link_front(head: &mut *mut Slab, s: &Slab) {
-    let p = s as *const Slab as *mut Slab;
-    s.prev.set(ptr::null_mut());
-    s.next.set(*head);
-    // SAFETY: list entries are slab headers in live segments, ours under the pool lock.
-    if let Some(h) = unsafe { head.as_ref() } {
-        h.prev.set(p);
-    }
-    *head = p;
-}
-
-/// Unlinks `s` from the doubly linked list `head`.
-fn unlink(head: &mut *mut Slab, s: &Slab) {
-    let (prev, next) = (s.prev.get(), s.next.get());
-    // SAFETY: as in `link_front`.
-    unsafe {
-        match prev.as_ref() {
-            Some(p) => p.next.set(next),
-            None => *head = next,
-        }
-        if let Some(n) = next.as_ref() {
-            n.prev.set(prev);
-        }
-    }
-    s.next.set(ptr::null_mut());
-    s.prev.set(ptr::null_mut());
 }
 
 impl Lists {
