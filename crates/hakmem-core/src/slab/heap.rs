@@ -481,11 +481,9 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
         s.heap_id.set(self.id.get());
         s.owner.store(self.tid.get(), Ordering::Relaxed);
         s.collect(G::counters());
-        let was_empty = self.avail[class].head.get().is_null();
+        // Behind the current slab (the queue is not empty: checked above), so the direct
+        // entries stay as they are.
         self.avail[class].push_back(s);
-        if was_empty {
-            self.refresh_direct(class);
-        }
         true
     }
 }
