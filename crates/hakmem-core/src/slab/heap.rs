@@ -604,29 +604,31 @@ fn free_slow<G: Geometry, const D: usize, const C: usize>(
 ) {
     let b = p.cast::<Block>();
     if s.owner.load(Ordering::Relaxed) == thread_id() | FULL && heap.unfull(s) {
-        // SAFETY: `b` is a dead block of a slab this thread owns.
-        unsafe { (*b).next = s.free.get() };
-        s.free.set(b);
-        s.used.set(s.used.get() - 1);
-        if s.used.get() == 0 {
-            heap.slab_emptied(s);
-        }
-        return;
+        return free_owned(heap, s, b);
     }
     if !s.holds_block(p) {
         return crate::diag::bad_pointer("free", p);
     }
     if G::ADOPT_ON_FREE && s.owner.load(Ordering::Relaxed) == ABANDONED && heap.adopt(s) {
-        // SAFETY: `b` is a dead block of a slab this thread now owns.
-        unsafe { (*b).next = s.free.get() };
-        s.free.set(b);
-        s.used.set(s.used.get() - 1);
-        if s.used.get() == 0 {
-            heap.slab_emptied(s);
-        }
-        heap.trim_after_adopt();
-        return;
+        free_owned(heap, s, b);
+        return heap.trim_after_adopt();
     }
     // SAFETY: the caller gives up `b`; the slab outlives the push because `b` counts as used.
     unsafe { s.remote.push(b) };
+}
+
+/// A free into a slab this thread owns, off the hot path (just moved back from the full
+/// queue, or just adopted): the same push as `free`'s.
+fn free_owned<G: Geometry, const D: usize, const C: usize>(
+    heap: &Heap<G, D, C>,
+    s: &Slab,
+    b: *mut Block,
+) {
+    // SAFETY: `b` is a dead block of a slab this thread owns.
+    unsafe { (*b).next = s.free.get() };
+    s.free.set(b);
+    s.used.set(s.used.get() - 1);
+    if s.used.get() == 0 {
+        heap.slab_emptied(s);
+    }
 }
