@@ -57,23 +57,19 @@ const CARVE_BYTES: usize = 8 << 10;
 /// aligned to 128 bytes at most beyond their class size's own alignment.
 pub const SLAB_HEADER: usize = core::mem::size_of::<Slab>();
 
-/// The metadata of one slab, at the slab's start. It fills two whole cache lines, so the
-/// owner's list updates and other threads' remote pushes never share a line with blocks. What a
-/// local free touches (`free`, `used`, `owner`) shares the first line. (Moving `owner` and the
-/// remote list to a line of their own, apart from the owner's list updates, measured no gain on
-/// `xthread` and cost ~2% on `larson`, a second line per free.)
+/// The metadata of one slab, at the slab's start: two cache lines. The first holds what only
+/// the owner touches (its allocation pops, local frees and queue links); the second what other
+/// threads read or write: `owner`, the remote list, and the fields of the remote free's bounds
+/// check. So in a producer/consumer pattern the owner's pops never wait for a line a remote
+/// free just took, and a remote free touches one line of the header. (Splitting off only
+/// `owner` and the remote list measured no gain: the bounds check still read the first line,
+/// and each pop then had to invalidate the reader's copy.)
 #[repr(C, align(128))]
 pub struct Slab {
+    // First line: the owner's.
     pub(crate) free: Cell<*mut Block>,
     pub(crate) used: Cell<u32>,
-    pub(crate) block_size: Cell<u32>,
-    pub(crate) owner: AtomicUsize,
-    pub(crate) remote: RemoteList,
     pub(crate) capacity: Cell<u32>,
-    /// Read by other threads (the bounds check of a remote free, `usable_size`): atomic.
-    pub(crate) carved: SharedU32,
-    /// [`reciprocal`] of `block_size`, for the bounds check (set with it).
-    pub(crate) recip: Cell<u64>,
     pub(crate) next: Cell<*mut Slab>,
     pub(crate) prev: Cell<*mut Slab>,
     pub(crate) heap_id: Cell<u64>,
@@ -87,7 +83,30 @@ pub struct Slab {
     pub(crate) seg_free: Cell<u32>,
     pub(crate) class: Cell<u8>,
     pub(crate) stage: Cell<u8>,
+    // Second line: shared with other threads.
+    pub(crate) owner: AtomicUsize,
+    pub(crate) remote: RemoteList,
+    pub(crate) block_size: Cell<u32>,
+    /// Read by other threads (the bounds check of a remote free, `usable_size`): atomic.
+    pub(crate) carved: SharedU32,
+    /// [`reciprocal`] of `block_size`, for the bounds check (set with it).
+    pub(crate) recip: Cell<u64>,
 }
+
+#[cfg(not(loom))]
+const _: () = {
+    use core::mem::offset_of;
+    assert!(
+        offset_of!(Slab, stage) < 64,
+        "the owner's fields fill the first line"
+    );
+    assert!(
+        offset_of!(Slab, owner) == 64,
+        "the shared fields start the second line"
+    );
+    assert!(offset_of!(Slab, recip) < 128);
+    assert!(core::mem::size_of::<Slab>() == 128);
+};
 
 // SAFETY: the Cell fields are touched only by the owning thread (or under the pool lock while
 // the slab has no owner); other threads use the atomics only.
