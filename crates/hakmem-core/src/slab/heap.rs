@@ -235,8 +235,10 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
         };
         let b = s.free.get();
         // SAFETY: `b` heads the free list of a slab this thread owns.
-        unsafe { s.free.set((*b).next) };
+        let next = unsafe { (*b).next };
+        s.free.set(next);
         s.used.set(s.used.get() + 1);
+        prefetch(next);
         b.cast()
     }
 
