@@ -97,6 +97,7 @@ mod api {
         const EMPTY_CACHE: u32 = 2;
         const PIN_CURRENT: bool = true;
         const ADOPT_ON_FREE: bool = false;
+        const REMOTE_BATCH_BYTES: usize = 0;
         fn class_of(size: usize) -> usize {
             l2_class(size)
         }
@@ -119,6 +120,7 @@ mod api {
         const EMPTY_CACHE: u32 = 0;
         const PIN_CURRENT: bool = false;
         const ADOPT_ON_FREE: bool = false;
+        const REMOTE_BATCH_BYTES: usize = 0;
         fn class_of(size: usize) -> usize {
             l25_class(size)
         }

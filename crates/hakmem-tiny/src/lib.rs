@@ -55,6 +55,7 @@ mod api {
         const EMPTY_CACHE: u32 = 4;
         const PIN_CURRENT: bool = true;
         const ADOPT_ON_FREE: bool = true;
+        const REMOTE_BATCH_BYTES: usize = 4096;
         fn class_of(size: usize) -> usize {
             tiny_class(size)
         }

@@ -514,6 +514,9 @@ fn cross_thread_rounds(size: usize, n: usize) -> usize {
                 );
                 unsafe { free(p) };
             }
+            // A thread holds back a few remote frees per slab to push them together; a trim
+            // pushes them all (so this round's frees all wait for A when it next allocates).
+            hakmem::trim();
             to_a.send(()).unwrap();
         }
     });
@@ -556,6 +559,68 @@ fn cross_thread_frees_every_tier() {
                 "{size}: {ROUNDS} rounds of {n} blocks freed remotely: only {reused} blocks reused remotely freed memory"
             );
         }
+    }
+}
+
+/// Runs [`held_remote_frees_in_fresh_process`] alone in a child process.
+#[test]
+fn held_remote_frees_reach_their_owner() {
+    common::run_alone("held_remote_frees_in_fresh_process");
+}
+
+/// A thread frees a few Tiny blocks of another thread (fewer than it may hold back per slab),
+/// then pushes them with a trim (staying alive) or by exiting; the owner's trim then finds
+/// all of them: held-back remote frees are never lost, and leave at those two points.
+#[test]
+#[ignore = "run in a fresh process by held_remote_frees_reach_their_owner"]
+fn held_remote_frees_in_fresh_process() {
+    const N: usize = 10;
+    const SIZE: usize = 200;
+    for via_exit in [false, true] {
+        let (to_main, blocks) = mpsc::channel::<Vec<usize>>();
+        let (go_a, a_go) = mpsc::channel::<()>();
+        let a = thread::spawn(move || {
+            let batch: Vec<usize> = (0..N).map(|_| malloc(SIZE) as usize).collect();
+            assert!(batch.iter().all(|&p| tag_of(p as *const u8) == TAG_TINY));
+            to_main.send(batch).unwrap();
+            a_go.recv().unwrap();
+            let s0 = hakmem::stats();
+            hakmem::trim();
+            hakmem::stats().tiny_remote - s0.tiny_remote
+        });
+        let batch = blocks.recv().unwrap();
+        let (go_b, b_go) = mpsc::channel::<()>();
+        let (b_done, freed) = mpsc::channel::<()>();
+        let b = thread::spawn(move || {
+            for &p in &batch {
+                // SAFETY: live blocks from `malloc`, each freed once.
+                unsafe { free(p as *mut u8) };
+            }
+            if !via_exit {
+                hakmem::trim();
+            }
+            b_done.send(()).unwrap();
+            b_go.recv().unwrap(); // alive until A has counted
+        });
+        freed.recv().unwrap();
+        let mut b = Some(b);
+        let mut finish_b = || {
+            go_b.send(()).unwrap();
+            b.take().unwrap().join().unwrap();
+        };
+        if via_exit {
+            finish_b();
+        }
+        go_a.send(()).unwrap();
+        let collected = a.join().unwrap();
+        if !via_exit {
+            finish_b();
+        }
+        assert!(
+            collected >= N as u64,
+            "via {}: the owner found {collected} of {N} remote frees",
+            if via_exit { "exit" } else { "trim" }
+        );
     }
 }
 

@@ -98,6 +98,59 @@ fn unsafe_ref(p: *mut Slab) -> Option<&'static Slab> {
     unsafe { p.as_ref() }
 }
 
+/// Remote frees into one slab held back by the freeing thread, to be pushed onto the slab's
+/// remote list together with one CAS: in a producer/consumer pattern every free is remote, and
+/// a CAS per block keeps the slab's shared line moving between the freeing cores. A held block
+/// still counts as live in its slab (`used` covers it, the remote count does not), so the slab
+/// cannot be given back or formatted anew while a thread holds it.
+struct Pending {
+    slab: Cell<*mut Slab>,
+    first: Cell<*mut Block>,
+    last: Cell<*mut Block>,
+    n: Cell<u32>,
+}
+
+impl Pending {
+    const fn new() -> Pending {
+        Pending {
+            slab: Cell::new(ptr::null_mut()),
+            first: Cell::new(ptr::null_mut()),
+            last: Cell::new(ptr::null_mut()),
+            n: Cell::new(0),
+        }
+    }
+
+    /// Pushes the held blocks, if any, and empties the entry.
+    fn flush(&self) {
+        let s = self.slab.replace(ptr::null_mut());
+        if let Some(s) = unsafe_ref(s) {
+            // SAFETY: the entry held `n` dead blocks of `s`, linked first to last, given up by
+            // their frees; `s` lives while they count as used.
+            unsafe {
+                s.remote
+                    .push_chain(self.first.get(), self.last.get(), self.n.get())
+            };
+        }
+    }
+}
+
+/// Slabs a heap holds remote frees for at once (direct-mapped by slab address).
+const PENDING: usize = 64;
+/// The most remote frees held back per slab.
+const MAX_BATCH: usize = 32;
+
+/// How many remote frees into a slab of `bs`-byte blocks a heap of tier `G` holds back.
+const fn remote_batch<G: Geometry>(bs: usize) -> u32 {
+    let n = G::REMOTE_BATCH_BYTES / bs;
+    (if n < 1 {
+        1
+    } else if n > MAX_BATCH {
+        MAX_BATCH
+    } else {
+        n
+    }) as u32
+}
+
 /// Per-thread state of tier `G`, with `D` direct entries and `C` classes.
 #[repr(C)]
 pub struct Heap<G: Geometry, const D: usize, const C: usize> {
@@ -115,6 +168,9 @@ pub struct Heap<G: Geometry, const D: usize, const C: usize> {
     id: Cell<u64>,
     /// When this heap last trimmed itself after adopting (ms).
     last_trim: Cell<u64>,
+    /// Remote frees held back per slab ([`Pending`]), pushed when an entry reaches
+    /// the slab's `remote_batch` or another slab needs it, at a trim and at thread exit.
+    pending: [Pending; PENDING],
     state: Cell<u8>,
     _tier: PhantomData<G>,
 }
@@ -138,6 +194,7 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
             tid: Cell::new(0),
             id: Cell::new(0),
             last_trim: Cell::new(0),
+            pending: [const { Pending::new() }; PENDING],
             state: Cell::new(UNINIT),
             _tier: PhantomData,
         }
@@ -178,6 +235,9 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
             && self.tid.get() == 0
             && self.id.get() == 0
             && self.last_trim.get() == 0
+            && self.pending.iter().all(|e| {
+                null(&e.slab) && e.first.get().is_null() && e.last.get().is_null() && e.n.get() == 0
+            })
             && self.state.get() == UNINIT
     }
 
@@ -255,6 +315,15 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
                 if s.free.get().is_null() {
                     s.collect(G::counters());
                 }
+                if s.free.get().is_null() && rotations < ROTATE_LIMIT {
+                    // Recycle before carving: a full slab may have had blocks freed into it.
+                    if let Some(r) = self.reclaim_full(class, 4) {
+                        rotations += 1;
+                        self.avail[class].push_front(r);
+                        self.refresh_direct(class);
+                        continue;
+                    }
+                }
                 if s.free.get().is_null() && !s.carve(G::counters()) {
                     self.avail[class].remove(s);
                     self.full[class].push_front(s);
@@ -276,7 +345,7 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
                 }
                 return Some(s);
             }
-            let s = match self.reclaim_full(class) {
+            let s = match self.reclaim_full(class, usize::MAX) {
                 Some(s) => s,
                 None => self.new_slab(class)?,
             };
@@ -286,9 +355,13 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
     }
 
     /// A full slab of `class` to which other threads have freed blocks, moved off the full queue.
-    fn reclaim_full(&self, class: usize) -> Option<&'static Slab> {
+    fn reclaim_full(&self, class: usize, mut limit: usize) -> Option<&'static Slab> {
         let mut p = self.full[class].head.get();
         while let Some(s) = unsafe_ref(p) {
+            if limit == 0 {
+                return None;
+            }
+            limit -= 1;
             p = s.next.get();
             if !s.remote.is_empty() {
                 self.full[class].remove(s);
@@ -307,6 +380,7 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
             self.empty.set(s.next.get());
             self.empty_count.set(self.empty_count.get() - 1);
             s.format(class, bs, size, self.tid.get(), self.id.get());
+            s.remote_batch.set(remote_batch::<G>(bs));
             return Some(s);
         }
         let (s, adopted) = G::pool().acquire::<G>(class)?;
@@ -317,6 +391,7 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
             s.collect(G::counters());
         } else {
             s.format(class, bs, size, self.tid.get(), self.id.get());
+            s.remote_batch.set(remote_batch::<G>(bs));
         }
         Some(s)
     }
@@ -376,6 +451,7 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
         if self.state.get() != ACTIVE {
             return;
         }
+        self.flush_pending();
         for class in 0..C {
             // Slabs whose last blocks were freed by other threads are only found by collecting.
             let head = self.avail[class].head.get();
@@ -435,6 +511,8 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
     /// with no live block to the pool's free list, the others abandoned for adoption, all
     /// under one acquisition of the pool lock. No block is touched.
     pub(crate) fn abandon_all(&self) {
+        // First: held blocks may be of this heap's own slabs (adopted since), and count there.
+        self.flush_pending();
         let (mut dead, mut live): (*mut Slab, *mut Slab) = (ptr::null_mut(), ptr::null_mut());
         for class in 0..C {
             if let Some(p) = unsafe_ref(self.pinned[class].replace(ptr::null_mut())) {
@@ -463,6 +541,51 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
         self.state.set(UNINIT);
         if !dead.is_null() || !live.is_null() {
             G::pool().give_back(dead, live);
+        }
+    }
+
+    /// A free of `b` into `s`, a slab of another thread (or abandoned): held back in this
+    /// heap's [`Pending`] entry for `s`, pushed with the entry's other blocks. A heap never set
+    /// up is set up first (so its thread's exit pushes what it holds); one already torn down
+    /// at thread exit pushes at once.
+    fn free_remote(&self, s: &Slab, b: *mut Block) {
+        if G::REMOTE_BATCH_BYTES == 0 || (self.state.get() != ACTIVE && self.id.get() != 0) {
+            // SAFETY: `b` is a dead block of `s`, given up by the caller.
+            return unsafe { s.remote.push(b) };
+        }
+        if self.state.get() != ACTIVE {
+            self.init();
+        }
+        let sp = s as *const Slab as *mut Slab;
+        let e = &self.pending[(sp as usize >> G::SLAB_SHIFT) % PENDING];
+        if e.slab.get() == sp {
+            // SAFETY: `b` is dead and now held by this heap.
+            unsafe { (*b).next = e.first.get() };
+            e.first.set(b);
+            let n = e.n.get() + 1;
+            e.n.set(n);
+            if n >= s.remote_batch.get() {
+                e.flush();
+            }
+        } else {
+            e.flush();
+            if s.remote_batch.get() <= 1 {
+                // SAFETY: as above.
+                return unsafe { s.remote.push(b) };
+            }
+            // SAFETY: as above.
+            unsafe { (*b).next = ptr::null_mut() };
+            e.slab.set(sp);
+            e.first.set(b);
+            e.last.set(b);
+            e.n.set(1);
+        }
+    }
+
+    /// Pushes every held remote free.
+    fn flush_pending(&self) {
+        for e in &self.pending {
+            e.flush();
         }
     }
 
@@ -615,8 +738,7 @@ fn free_slow<G: Geometry, const D: usize, const C: usize>(
         free_owned(heap, s, b);
         return heap.trim_after_adopt();
     }
-    // SAFETY: the caller gives up `b`; the slab outlives the push because `b` counts as used.
-    unsafe { s.remote.push(b) };
+    heap.free_remote(s, b);
 }
 
 /// A free into a slab this thread owns, off the hot path (just moved back from the full

@@ -91,6 +91,9 @@ pub struct Slab {
     pub(crate) carved: SharedU32,
     /// [`reciprocal`] of `block_size`, for the bounds check (set with it).
     pub(crate) recip: Cell<u64>,
+    /// How many remote frees into this slab a thread may hold back (`heap::Pending`): set by
+    /// the heap with `block_size`.
+    pub(crate) remote_batch: Cell<u32>,
 }
 
 #[cfg(not(loom))]
@@ -104,7 +107,7 @@ const _: () = {
         offset_of!(Slab, owner) == 64,
         "the shared fields start the second line"
     );
-    assert!(offset_of!(Slab, recip) < 128);
+    assert!(offset_of!(Slab, remote_batch) < 128);
     assert!(core::mem::size_of::<Slab>() == 128);
 };
 
@@ -125,6 +128,7 @@ impl Slab {
             capacity: Cell::new(0),
             carved: SharedU32::new(0),
             recip: Cell::new(0),
+            remote_batch: Cell::new(0),
             class: Cell::new(0),
             next: Cell::new(ptr::null_mut()),
             prev: Cell::new(ptr::null_mut()),
@@ -148,6 +152,7 @@ impl Slab {
             capacity: Cell::new(0),
             carved: SharedU32::new(0),
             recip: Cell::new(0),
+            remote_batch: Cell::new(0),
             class: Cell::new(0),
             next: Cell::new(ptr::null_mut()),
             prev: Cell::new(ptr::null_mut()),

@@ -54,6 +54,13 @@ mod tier {
         /// allocating keeps a large region's free blocks from the threads that do (measured on
         /// `churn`: peak RSS 16 → 20 MiB with 1 MiB slabs adopting).
         const ADOPT_ON_FREE: bool;
+        /// Bytes of remote frees into one slab a thread may hold back to push together, with
+        /// one CAS (see `heap::Pending`: at most 32 blocks); 0: each is pushed at once. Right
+        /// for small slabs, whose blocks are freed remotely by the thousand
+        /// (producer/consumer); counted in bytes so that a slab of big blocks is not kept
+        /// short of free ones. For big slabs the held-back blocks would keep a whole region
+        /// from going back.
+        const REMOTE_BATCH_BYTES: usize;
         /// The class serving `size` (slow path only).
         fn class_of(size: usize) -> usize;
         /// The first and last direct-table entries served by `class`.

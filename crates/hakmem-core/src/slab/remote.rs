@@ -64,15 +64,28 @@ impl RemoteList {
     /// 2^48.
     #[inline]
     pub unsafe fn push(&self, b: *mut Block) {
-        debug_assert!(b as u64 <= PTR_MASK);
+        // SAFETY: a one-block chain, as the caller promises.
+        unsafe { self.push_chain(b, b, 1) }
+    }
+
+    /// Pushes a chain of `n` blocks, `first` to `last` linked through `next`, with one CAS.
+    /// After it the caller must not touch the blocks or the slab again.
+    ///
+    /// # Safety
+    /// The chain must hold exactly `n` dead blocks of the list's slab, owned by the caller,
+    /// at addresses below 2^48; the list must then still count at most [`MAX_COUNT`].
+    #[inline]
+    pub unsafe fn push_chain(&self, first: *mut Block, last: *mut Block, n: u32) {
+        debug_assert!(first as u64 <= PTR_MASK && n >= 1);
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
-            let (first, n) = unpack(head);
-            // SAFETY: the caller owns `b` until the CAS publishes it.
-            unsafe { (*b).next = first };
+            let (old, count) = unpack(head);
+            debug_assert!(count as u64 + n as u64 <= MAX_COUNT);
+            // SAFETY: the caller owns the chain until the CAS publishes it.
+            unsafe { (*last).next = old };
             match self.head.compare_exchange_weak(
                 head,
-                pack(b, n as u64 + 1),
+                pack(first, count as u64 + n as u64),
                 Ordering::Release,
                 Ordering::Relaxed,
             ) {
@@ -119,29 +132,37 @@ mod loom_tests {
     use std::boxed::Box;
     use std::vec::Vec;
 
-    /// Two remote threads push while the owner collects: every block is taken exactly once,
-    /// and the count taken with a list is its length.
+    /// Two remote threads push (one a single block, one a chain of two with one CAS) while the
+    /// owner pushes and collects: every block is taken exactly once, and the count taken with
+    /// a list is its length.
     #[test]
     fn loom_remote_list_loses_nothing() {
         loom::model(|| {
             let list = Arc::new(RemoteList::new());
-            let blocks: Vec<usize> = (0..3)
+            let blocks: Vec<usize> = (0..4)
                 .map(|_| {
                     Box::into_raw(Box::new(Block {
                         next: ptr::null_mut(),
                     })) as usize
                 })
                 .collect();
-            let hs: Vec<_> = blocks[..2]
-                .iter()
-                .map(|&b| {
-                    let l = list.clone();
-                    // SAFETY: each block is pushed once, by one thread.
-                    loom::thread::spawn(move || unsafe { l.push(b as *mut Block) })
-                })
-                .collect();
-            // SAFETY: the third block belongs to this thread.
-            unsafe { list.push(blocks[2] as *mut Block) };
+            let l = list.clone();
+            let b0 = blocks[0];
+            // SAFETY: each block is pushed once, by one thread.
+            let single = loom::thread::spawn(move || unsafe { l.push(b0 as *mut Block) });
+            let l = list.clone();
+            let (b1, b2) = (blocks[1], blocks[2]);
+            let chain = loom::thread::spawn(move || {
+                let (first, last) = (b1 as *mut Block, b2 as *mut Block);
+                // SAFETY: this thread owns both blocks until the push.
+                unsafe {
+                    (*first).next = last;
+                    l.push_chain(first, last, 2);
+                }
+            });
+            let hs = [single, chain];
+            // SAFETY: the fourth block belongs to this thread.
+            unsafe { list.push(blocks[3] as *mut Block) };
             let mut seen = Vec::new();
             let take = |seen: &mut Vec<usize>| {
                 let (mut b, n) = list.take_all();
