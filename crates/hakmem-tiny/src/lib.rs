@@ -55,7 +55,7 @@ mod api {
         const EMPTY_CACHE: u32 = 4;
         const PIN_CURRENT: bool = true;
         const ADOPT_ON_FREE: bool = true;
-        const REMOTE_BATCH_BYTES: usize = 4096;
+        const REMOTE_BATCH_BYTES: usize = 2048;
         fn class_of(size: usize) -> usize {
             tiny_class(size)
         }

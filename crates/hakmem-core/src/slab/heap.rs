@@ -121,6 +121,7 @@ impl Pending {
     }
 
     /// Pushes the held blocks, if any, and empties the entry.
+    #[inline(never)]
     fn flush(&self) {
         let s = self.slab.replace(ptr::null_mut());
         if let Some(s) = unsafe_ref(s) {
@@ -135,7 +136,7 @@ impl Pending {
 }
 
 /// Slabs a heap holds remote frees for at once (direct-mapped by slab address).
-const PENDING: usize = 64;
+const PENDING: usize = 32;
 /// The most remote frees held back per slab.
 const MAX_BATCH: usize = 32;
 
@@ -583,9 +584,15 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
     }
 
     /// Pushes every held remote free.
+    #[inline(never)]
     fn flush_pending(&self) {
+        if G::REMOTE_BATCH_BYTES == 0 {
+            return;
+        }
         for e in &self.pending {
-            e.flush();
+            if !e.slab.get().is_null() {
+                e.flush();
+            }
         }
     }
 
