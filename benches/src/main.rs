@@ -42,6 +42,6 @@ fn main() {
     let report = workloads::run(&cfg);
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", report.human()).unwrap();
-    writeln!(out, "{}", report.result_line()).unwrap();
+    writeln!(out, "{}", report.result_line(report::peak_rss_kb())).unwrap();
     out.flush().unwrap();
 }

@@ -72,8 +72,8 @@ impl Report {
         )
     }
 
-    /// The machine-readable line: `RESULT {json}`.
-    pub fn result_line(&self) -> String {
+    /// The machine-readable line: `RESULT {json}`, with the process's peak RSS when known.
+    pub fn result_line(&self, peak_rss_kb: Option<u64>) -> String {
         let mut s = String::with_capacity(256);
         write!(
             s,
@@ -89,6 +89,9 @@ impl Report {
         )
         .unwrap();
         write_num(&mut s, Num::F((self.seconds * 1e6).round() / 1e6));
+        if let Some(kb) = peak_rss_kb {
+            write!(s, ",\"peak_rss_kb\":{kb}").unwrap();
+        }
         s.push_str(",\"params\":{");
         for (i, (k, v)) in self.params.iter().enumerate() {
             if i > 0 {
@@ -100,6 +103,16 @@ impl Report {
         s.push_str("}}");
         s
     }
+}
+
+/// This process's peak resident set (`VmHWM` in `/proc/self/status`, KiB): the high-water mark of
+/// this program's own memory since its `exec`. (A parent's `wait4` reports `ru_maxrss`, which
+/// also counts the image the child had before its `exec` — a copy of the parent — so a small
+/// workload run by a bigger parent reads as the parent's size.)
+pub fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 #[cfg(test)]
@@ -117,10 +130,14 @@ mod tests {
             params: vec![("min", 8usize.into()), ("target_seconds", 0.3.into())],
         };
         assert_eq!(
-            r.result_line(),
+            r.result_line(None),
             "RESULT {\"workload\":\"larson\",\"threads\":4,\"metric\":\"ops_per_sec\",\
              \"value\":2000,\"higher_is_better\":true,\"ops\":1000,\"seconds\":0.5,\
              \"params\":{\"min\":8,\"target_seconds\":0.3}}"
+        );
+        assert!(
+            r.result_line(Some(5120))
+                .contains(",\"seconds\":0.5,\"peak_rss_kb\":5120,\"params\":")
         );
     }
 }

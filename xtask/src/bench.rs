@@ -1,5 +1,7 @@
 //! `cargo xtask bench`: runs the workload binary under each allocator (LD_PRELOAD),
-//! measures each child with `wait4` rusage, and writes the record, report and chart.
+//! measures each child with `wait4` rusage (peak RSS from the child's own `VmHWM` when its
+//! RESULT line gives it: `ru_maxrss` also counts the pre-`exec` copy of this process), and writes
+//! the record, report and chart.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -588,6 +590,11 @@ fn one_run(
             meta.metric.get_or_insert(r.metric.clone());
             meta.higher_is_better.get_or_insert(r.higher_is_better);
             s.value = Some(r.value);
+            // The child's own high-water mark when it reports one: `ru_maxrss` also counts the
+            // pre-`exec` copy of this (bigger) process, a floor under every small workload.
+            if let Some(kb) = r.peak_rss_kb {
+                s.peak_rss_kb = Some(kb);
+            }
         }
         Err(e) => {
             let why = format!("{e:#}");

@@ -18,6 +18,9 @@ pub struct BenchResult {
     pub ops: Option<f64>,
     #[serde(default)]
     pub seconds: Option<f64>,
+    /// The workload process's own peak RSS (KiB, `VmHWM`), when it reports it.
+    #[serde(default)]
+    pub peak_rss_kb: Option<f64>,
     #[serde(default)]
     pub params: Value,
 }
@@ -192,6 +195,12 @@ RESULT {"workload":"larson","threads":4,"metric":"ops_per_sec","value":12345.5,"
         assert!(r.higher_is_better);
         assert_eq!(r.ops, Some(1000.0));
         assert_eq!(r.params["max"], 1000);
+        assert_eq!(r.peak_rss_kb, None);
+        let with_rss = GOOD.replace(
+            "\"seconds\":0.081,",
+            "\"seconds\":0.081,\"peak_rss_kb\":5120,",
+        );
+        assert_eq!(parse_result(&with_rss).unwrap().peak_rss_kb, Some(5120.0));
     }
 
     #[test]
