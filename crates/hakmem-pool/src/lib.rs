@@ -11,8 +11,8 @@
 //! Four classes per doubling bound the internal waste below 25% of the request (the 40, 48 and
 //! 56 KiB bridge classes cover the 32–64 KiB gap). Each thread has a heap per pool (TLS): a
 //! malloc pops from its current slab of the class, a local free pushes onto the slab's local
-//! list, a free from another thread is one CAS onto the slab's remote list, exactly as in the
-//! Tiny tier. Ownership is found from the address (owner map → pool, mask → slab).
+//! list, a free from another thread is one CAS onto the slab's remote list (pushed at once: the
+//! pools hold no remote frees back, `REMOTE_BATCH_BYTES = 0`). Ownership is found from the address (owner map → pool, mask → slab).
 //!
 //! Invariants: no lock on the fast paths (the shared slab pool is locked once per slab); nothing
 //! allocates; `malloc_usable_size` is the class size; emptied L2.5 slabs go straight back to the

@@ -3,14 +3,16 @@
 //! Role: the Tiny tier, an instance of the slab engine (`hakmem_core::slab`) with 64 KiB slabs
 //! in 4 MiB segments, 21 size classes (`hakmem_core::class`) and a direct table indexed by word
 //! size. `malloc` is a pop from the current slab's free list, a local `free` is a push onto the
-//! slab's free list; a `free` from another thread is one CAS onto the slab's remote list,
-//! collected by the owner in a batch when its free list runs dry. There is no lock on either
-//! fast path; the shared slab pool is locked about once per 64 KiB of allocation.
+//! slab's free list; a `free` from another thread is held back in the freeing thread's heap
+//! with the other frees into the same slab (up to 2 KiB, `REMOTE_BATCH_BYTES`) and pushed with
+//! them, one CAS, onto the slab's remote list, collected by the owner in a batch when its free
+//! list runs dry. There is no lock on either fast path; the shared slab pool is locked about
+//! once per 64 KiB of allocation.
 //!
 //! Invariants:
-//! - A block belongs to exactly one list at a time: a slab's `free` or remote
-//!   list, or the program. `used` counts the blocks outside the first two lists (plus one for
-//!   the pinned current slab of each class).
+//! - A block belongs to exactly one list at a time: a slab's `free`, `deferred` or remote
+//!   list, a freeing thread's held-back batch, or the program. `used` counts the blocks outside
+//!   the slab's own lists (plus one for the pinned current slab of each class).
 //! - Only the owning thread touches a slab's non-atomic fields; `owner == thread_id()` is the
 //!   test for a local free.
 //! - The thread heap is `const`-initialised TLS with no destructor ([`tls`]): first touch

@@ -6,14 +6,19 @@
 //! Each class has a queue of available slabs and a queue of full ones; a few empty slabs are
 //! cached per heap before going back to the pool.
 //!
+//! Remote frees: a free into another thread's slab is held back in the heap's `Pending`
+//! table with the other frees into that slab, and the lot is pushed with one CAS (when the
+//! entry reaches the slab's `remote_batch`, when another slab needs the entry, at a trim, at
+//! thread exit). A held block counts as live in its slab until pushed.
+//!
 //! Thread exit: a `pthread_key_create` destructor (run after the thread's C++/Rust TLS
-//! destructors) hands every slab back under one pool lock — empty ones to the pool, the rest
-//! abandoned — and resets the heap, so a late malloc on the exiting thread simply sets it up
-//! again. Nothing here allocates, and no block is touched. An abandoned slab is adopted by the
-//! first thread that frees into it while allocating from its class (the successor of a thread
-//! that handed its blocks on, as in Larson: its frees turn local at once), or by the next
-//! thread needing a slab of its class, or given back by a purge pass once all its blocks are
-//! free.
+//! destructors) pushes the held remote frees, then hands every slab back under one pool lock —
+//! empty ones to the pool, the rest abandoned — and resets the heap, so a late malloc on the
+//! exiting thread simply sets it up again. Nothing here allocates, and no block is touched but
+//! the last of each held chain (its link). An abandoned slab is adopted by the first thread
+//! that frees into it while allocating from its class (the successor of a thread that handed
+//! its blocks on, as in Larson: its frees turn local at once), or by the next thread needing a
+//! slab of its class, or given back by a purge pass once all its blocks are free.
 
 use super::meta::{ABANDONED, FULL, Slab};
 use super::pool::slab_of;

@@ -1,5 +1,5 @@
 //! The remote-free list of a slab: a lock-free stack other threads push freed blocks onto
-//! (one CAS each), which the owner takes whole with one swap. Taking everything at once means
+//! (one CAS per block or per chain of blocks), which the owner takes whole with one swap. Taking everything at once means
 //! the pop side has no ABA problem.
 //!
 //! The head word packs the list's length (high 16 bits) with the pointer to its first block
