@@ -551,10 +551,32 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
     }
 
     /// A free of `b` into `s`, a slab of another thread (or abandoned): held back in this
-    /// heap's [`Pending`] entry for `s`, pushed with the entry's other blocks. A heap never set
-    /// up is set up first (so its thread's exit pushes what it holds); one already torn down
-    /// at thread exit pushes at once.
+    /// heap's [`Pending`] entry for `s`, pushed with the entry's other blocks. The usual case
+    /// (the entry already holds blocks of `s`) is a handful of instructions with no call but a
+    /// tail call to the flush; everything else is in [`Self::free_remote_other`].
+    #[inline(always)]
     fn free_remote(&self, s: &Slab, b: *mut Block) {
+        let sp = s as *const Slab as *mut Slab;
+        let e = &self.pending[(sp as usize >> G::SLAB_SHIFT) % PENDING];
+        if G::REMOTE_BATCH_BYTES == 0 || e.slab.get() != sp {
+            return self.free_remote_other(s, b);
+        }
+        // SAFETY: `b` is dead and now held by this heap (an entry is only ever filled while
+        // the heap is active).
+        unsafe { (*b).next = e.first.get() };
+        e.first.set(b);
+        let n = e.n.get() + 1;
+        e.n.set(n);
+        if n >= s.remote_batch.get() {
+            e.flush();
+        }
+    }
+
+    /// [`Self::free_remote`] when the entry holds another slab's blocks or none: the entry is
+    /// flushed and starts on `s`. A heap never set up is set up first (so its thread's exit
+    /// pushes what it holds); one already torn down at thread exit pushes at once.
+    #[inline(never)]
+    fn free_remote_other(&self, s: &Slab, b: *mut Block) {
         if G::REMOTE_BATCH_BYTES == 0 || (self.state.get() != ACTIVE && self.id.get() != 0) {
             // SAFETY: `b` is a dead block of `s`, given up by the caller.
             return unsafe { s.remote.push(b) };
@@ -564,28 +586,17 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
         }
         let sp = s as *const Slab as *mut Slab;
         let e = &self.pending[(sp as usize >> G::SLAB_SHIFT) % PENDING];
-        if e.slab.get() == sp {
-            // SAFETY: `b` is dead and now held by this heap.
-            unsafe { (*b).next = e.first.get() };
-            e.first.set(b);
-            let n = e.n.get() + 1;
-            e.n.set(n);
-            if n >= s.remote_batch.get() {
-                e.flush();
-            }
-        } else {
-            e.flush();
-            if s.remote_batch.get() <= 1 {
-                // SAFETY: as above.
-                return unsafe { s.remote.push(b) };
-            }
+        e.flush();
+        if s.remote_batch.get() <= 1 {
             // SAFETY: as above.
-            unsafe { (*b).next = ptr::null_mut() };
-            e.slab.set(sp);
-            e.first.set(b);
-            e.last.set(b);
-            e.n.set(1);
+            return unsafe { s.remote.push(b) };
         }
+        // SAFETY: as above.
+        unsafe { (*b).next = ptr::null_mut() };
+        e.slab.set(sp);
+        e.first.set(b);
+        e.last.set(b);
+        e.n.set(1);
     }
 
     /// Pushes every held remote free.
@@ -730,11 +741,33 @@ pub fn usable_size<G: Geometry>(p: *mut u8) -> usize {
     }
 }
 
-/// The free slow path for a block of `s` whose owner is not simply this thread: a full slab of
-/// this heap, or another thread's (or an abandoned) slab. Stray pointers get a diagnostic.
+/// The free slow path for a block of `s` whose owner is not simply this thread: another
+/// thread's slab, full or not (the usual case, kept short: checks and the held-back push), or
+/// a full slab of this heap or an abandoned one ([`free_special`]). Stray pointers get a
+/// diagnostic.
 #[cold]
 #[inline(never)]
 fn free_slow<G: Geometry, const D: usize, const C: usize>(
+    heap: &Heap<G, D, C>,
+    s: &Slab,
+    p: *mut u8,
+) {
+    // Thread ids are aligned: bit 1 is set only in `ABANDONED`. Another thread's full slab
+    // takes the usual path.
+    let owner = s.owner.load(Ordering::Relaxed);
+    if owner & ABANDONED != 0 || owner == thread_id() | FULL {
+        return free_special(heap, s, p);
+    }
+    if !s.holds_block(p) {
+        return crate::diag::bad_pointer("free", p);
+    }
+    heap.free_remote(s, p.cast());
+}
+
+/// [`free_slow`] into a full or abandoned slab: a full slab of this heap goes back to its
+/// available queue, an abandoned one may be adopted; else a remote free.
+#[inline(never)]
+fn free_special<G: Geometry, const D: usize, const C: usize>(
     heap: &Heap<G, D, C>,
     s: &Slab,
     p: *mut u8,
