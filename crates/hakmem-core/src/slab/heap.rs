@@ -323,7 +323,10 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
                 }
                 if s.free.get().is_null() && rotations < ROTATE_LIMIT {
                     // Recycle before carving: a full slab may have had blocks freed into it.
-                    if let Some(r) = self.reclaim_full(class, 4) {
+                    // Only for a worthwhile batch (as many blocks as a carve gives), or the
+                    // slow path would come back after a few blocks.
+                    let min = (s.capacity.get() / 16).max(1);
+                    if let Some(r) = self.reclaim_full(class, 4, min) {
                         rotations += 1;
                         self.avail[class].push_front(r);
                         self.refresh_direct(class);
@@ -351,7 +354,7 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
                 }
                 return Some(s);
             }
-            let s = match self.reclaim_full(class, usize::MAX) {
+            let s = match self.reclaim_full(class, usize::MAX, 1) {
                 Some(s) => s,
                 None => self.new_slab(class)?,
             };
@@ -361,7 +364,9 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
     }
 
     /// A full slab of `class` to which other threads have freed blocks, moved off the full queue.
-    fn reclaim_full(&self, class: usize, mut limit: usize) -> Option<&'static Slab> {
+    /// Looks at the first `limit` slabs of the queue, and takes one only if at least `min`
+    /// blocks wait on it.
+    fn reclaim_full(&self, class: usize, mut limit: usize, min: u32) -> Option<&'static Slab> {
         let mut p = self.full[class].head.get();
         while let Some(s) = unsafe_ref(p) {
             if limit == 0 {
@@ -369,7 +374,7 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
             }
             limit -= 1;
             p = s.next.get();
-            if !s.remote.is_empty() {
+            if !s.remote.is_empty() && s.remote.count() >= min {
                 self.full[class].remove(s);
                 s.owner.store(self.tid.get(), Ordering::Relaxed);
                 s.collect(G::counters());
