@@ -323,8 +323,8 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
                 }
                 if s.free.get().is_null() && rotations < ROTATE_LIMIT {
                     // Recycle before carving: a full slab may have had blocks freed into it.
-                    // Only for a worthwhile batch (as many blocks as a carve gives), or the
-                    // slow path would come back after a few blocks.
+                    // Only for a worthwhile batch (1/16 of the slab, what keeps a head from
+                    // being rotated away), or the slow path would come back after a few blocks.
                     let min = (s.capacity.get() / 16).max(1);
                     if let Some(r) = self.reclaim_full(class, 4, min) {
                         rotations += 1;
