@@ -374,7 +374,7 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
             }
             limit -= 1;
             p = s.next.get();
-            if !s.remote.is_empty() && s.remote.count() >= min {
+            if s.remote.count() >= min.max(1) {
                 self.full[class].remove(s);
                 s.owner.store(self.tid.get(), Ordering::Relaxed);
                 s.collect(G::counters());

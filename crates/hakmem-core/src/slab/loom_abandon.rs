@@ -402,6 +402,16 @@ fn check_end<L: PoolLock>(
     assert!(s.remote.is_empty(), "a remote free was lost");
 }
 
+/// The end of a model carried on by B: B adopts the slab if it is still abandoned (unless it
+/// already did, `adopted`), drains it if it owns it, and [`check_end`] judges the outcome.
+fn finish_as_b<L: PoolLock>(pool: &Pool<L>, mem: &SlabMem, adopted: bool, mut got: Vec<usize>) {
+    let adopted = adopted || adopt(pool, Heap::new(TID_B, true)).is_some();
+    if adopted {
+        drain(mem.slab(), &mut got);
+    }
+    check_end(pool, mem, adopted.then_some(TID_B), got);
+}
+
 /// Thread A exits holding a slab with two live blocks (one given to thread C, one to thread
 /// B), two blocks on its free list. Concurrently C (not allocating from the class) frees its
 /// block remotely, and B tries to adopt the slab through `acquire`, then frees its own block
@@ -453,15 +463,9 @@ fn loom_abandoned_slab_adopted_with_remote_frees() {
         });
         a.join().unwrap();
         assert!(!c.join().unwrap(), "C adopted while not allocating");
-        let (mut adopted, mut got) = b.join().unwrap();
+        let (adopted, got) = b.join().unwrap();
         // The main thread carries on as B.
-        if !adopted {
-            adopted = adopt(&pool, Heap::new(TID_B, true)).is_some();
-        }
-        if adopted {
-            drain(s, &mut got);
-        }
-        check_end(&pool, &mem, adopted.then_some(TID_B), got);
+        finish_as_b(&pool, &mem, adopted, got);
     });
 }
 
@@ -499,12 +503,7 @@ fn loom_abandoned_slab_purge_pass_with_remote_free() {
         a.join().unwrap();
         assert!(!c.join().unwrap(), "C adopted while not allocating");
         purge.join().unwrap();
-        let mut got = Vec::new();
-        let adopted = adopt(&pool, Heap::new(TID_B, true)).is_some();
-        if adopted {
-            drain(s, &mut got);
-        }
-        check_end(&pool, &mem, adopted.then_some(TID_B), got);
+        finish_as_b(&pool, &mem, false, Vec::new());
     });
 }
 
@@ -542,14 +541,8 @@ fn loom_remote_bounds_check_races_carve() {
         });
         a.join().unwrap();
         assert!(!c.join().unwrap(), "C adopted while not allocating");
-        let (mut adopted, mut got) = b.join().unwrap();
-        if !adopted {
-            adopted = adopt(&pool, Heap::new(TID_B, true)).is_some();
-        }
-        if adopted {
-            drain(s, &mut got);
-        }
-        check_end(&pool, &mem, adopted.then_some(TID_B), got);
+        let (adopted, got) = b.join().unwrap();
+        finish_as_b(&pool, &mem, adopted, got);
     });
 }
 
