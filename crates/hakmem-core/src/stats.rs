@@ -33,22 +33,57 @@ impl Counter {
     }
 }
 
+/// Stripes of a [`Striped`] counter.
+const STRIPES: usize = 16;
+
+/// One stripe, alone on its cache line.
+#[repr(align(64))]
+struct Stripe(AtomicU64);
+
+/// A counter that threads add to often (a slab tier's, bumped at every refill and collection):
+/// each thread adds to one of [`STRIPES`] cache lines chosen by its thread pointer, so two
+/// threads on two cores rarely write the same line. One shared line cost a cross-core miss per
+/// add: 1% of all samples of `larson` at 2 threads, in `alloc_slow` alone.
+pub struct Striped([Stripe; STRIPES]);
+
+impl Striped {
+    const fn new() -> Self {
+        Striped([const { Stripe(AtomicU64::new(0)) }; STRIPES])
+    }
+    /// Adds `n` to the calling thread's stripe.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        // Fibonacci hashing of the thread pointer: thread control blocks sit a stack apart,
+        // so their low bits are alike.
+        let h = crate::os::thread_id().wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0[h >> (usize::BITS - STRIPES.trailing_zeros())]
+            .0
+            .fetch_add(n, Ordering::Relaxed);
+    }
+    /// The sum of the stripes (a moment's value: adds may land while it reads).
+    pub fn get(&self) -> u64 {
+        self.0
+            .iter()
+            .fold(0u64, |t, s| t.wrapping_add(s.0.load(Ordering::Relaxed)))
+    }
+}
+
 /// The counters of one slab tier.
 pub struct TierCounters {
     /// Blocks carved from fresh slab memory.
-    pub carved: Counter,
+    pub carved: Striped,
     /// Slabs taken by thread heaps (fresh, reused or adopted).
-    pub slabs: Counter,
+    pub slabs: Striped,
     /// Blocks freed by a thread other than the owner, as collected by owners.
-    pub remote: Counter,
+    pub remote: Striped,
 }
 
 impl TierCounters {
     const fn new() -> Self {
         TierCounters {
-            carved: Counter::new(),
-            slabs: Counter::new(),
-            remote: Counter::new(),
+            carved: Striped::new(),
+            slabs: Striped::new(),
+            remote: Striped::new(),
         }
     }
 }
