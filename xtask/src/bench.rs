@@ -625,8 +625,11 @@ fn say(pb: &ProgressBar, msg: impl AsRef<str>) {
     }
 }
 
-/// Runs a set of rows over a set of workloads, interleaving the rows within each
-/// repetition (A B C A B C ...). `rows` are `(allocator, extra env, name override)`.
+/// Runs a set of rows over a set of workloads. Each repetition sweeps every workload and,
+/// within it, every row (rep 1: W1 A B C, W2 A B C, ...; rep 2: the same again), so a slow
+/// drift of the machine spreads over all cells alike, and run `i` of two cells (two
+/// allocators, or one allocator at 1 and 2 threads) ran close in time: ratios are taken run
+/// by run. `rows` are `(allocator, extra env, name override)`.
 fn run_matrix(
     bin: &Path,
     workloads: &[Workload],
@@ -636,28 +639,35 @@ fn run_matrix(
     timeout: Duration,
     pb: &ProgressBar,
 ) -> Vec<CellRaw> {
-    let mut cells = Vec::new();
-    for (wi, w) in workloads.iter().enumerate() {
+    let args_of = |w: &Workload| {
         let mut args: Vec<String> = w.args.iter().map(|s| s.to_string()).collect();
         if quick {
             args.push("--quick".into());
         }
-        let mut metas = vec![CellMeta::default(); rows.len()];
-        let mut samples: Vec<Vec<RunSample>> = vec![Vec::new(); rows.len()];
-        for rep in 0..runs {
+        args
+    };
+    let mut metas = vec![vec![CellMeta::default(); rows.len()]; workloads.len()];
+    let mut samples: Vec<Vec<Vec<RunSample>>> = vec![vec![Vec::new(); rows.len()]; workloads.len()];
+    for rep in 0..runs {
+        for (wi, w) in workloads.iter().enumerate() {
+            let args = args_of(w);
             for (ri, (alloc, extra, name)) in rows.iter().enumerate() {
-                pb.set_message(format!("{} · {} · run {}/{}", w.name, name, rep + 1, runs));
-                let s = one_run(bin, &args, alloc, extra, timeout, &mut metas[ri]);
+                pb.set_message(format!("run {}/{} · {} · {name}", rep + 1, runs, w.name));
+                let s = one_run(bin, &args, alloc, extra, timeout, &mut metas[wi][ri]);
                 if let Some(e) = &s.error {
                     say(pb, format!("!! {} / {name} run {}: {e}", w.name, rep + 1));
                 }
-                samples[ri].push(s);
+                samples[wi][ri].push(s);
                 pb.inc(1);
             }
         }
+    }
+    let mut cells = Vec::new();
+    for (wi, w) in workloads.iter().enumerate() {
+        let args = args_of(w);
         let mut line = format!("[{}/{}] {:<14}", wi + 1, workloads.len(), w.name);
         for (ri, (alloc, extra, name)) in rows.iter().enumerate() {
-            let m = &metas[ri];
+            let m = &metas[wi][ri];
             let mut env = alloc.child_env();
             env.extend(extra.clone());
             let cell = CellRaw {
@@ -669,7 +679,7 @@ fn run_matrix(
                 higher_is_better: m.higher_is_better.unwrap_or(true),
                 env,
                 args: args.clone(),
-                runs: std::mem::take(&mut samples[ri]),
+                runs: std::mem::take(&mut samples[wi][ri]),
             };
             let vals: Vec<f64> = cell.runs.iter().filter_map(|r| r.value).collect();
             let med = crate::stats::median(&vals)

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::model::{AblationRow, CellResult};
-use crate::stats::geomean;
+use crate::stats::{geomean, paired_ratio};
 
 /// Instructions per malloc+free pair for one allocator (`--instructions`).
 #[derive(Debug, Clone, Serialize)]
@@ -155,6 +155,59 @@ fn ratio_text(r: &CellResult) -> String {
         .join(", ")
 }
 
+/// A row's arguments with the value of `--threads` blanked: rows with the same key differ
+/// only in their thread count.
+fn family_key(args: &[String]) -> Vec<String> {
+    let mut k = args.to_vec();
+    if let Some(i) = k.iter().position(|a| a == "--threads")
+        && let Some(v) = k.get_mut(i + 1)
+    {
+        *v = "*".into();
+    }
+    k
+}
+
+/// One line of the scaling table: a workload family, an allocator, and for each of its
+/// multi-threaded rows the thread count, the row's name and its throughput over the
+/// 1-thread row's (median of the run-by-run ratios; > 1 = more done with more threads).
+pub struct ScalingLine {
+    pub family: String,
+    pub allocator: String,
+    pub ratios: Vec<(u64, String, Option<f64>)>,
+}
+
+/// For every workload run at 1 thread and at more (same arguments otherwise), each
+/// allocator's N-thread result over its 1-thread result, run by run.
+pub fn scaling(results: &[CellResult]) -> Vec<ScalingLine> {
+    let mut out = Vec::new();
+    for one in results.iter().filter(|r| r.threads == 1) {
+        let key = family_key(&one.args);
+        let mut ratios: Vec<(u64, String, Option<f64>)> = results
+            .iter()
+            .filter(|r| {
+                r.allocator == one.allocator
+                    && r.threads > 1
+                    && r.metric == one.metric
+                    && family_key(&r.args) == key
+            })
+            .map(|r| {
+                let x = paired_ratio(&r.runs, &one.runs, one.higher_is_better);
+                (r.threads, r.workload.clone(), x)
+            })
+            .collect();
+        if ratios.is_empty() {
+            continue;
+        }
+        ratios.sort_by_key(|(t, _, _)| *t);
+        out.push(ScalingLine {
+            family: one.workload.clone(),
+            allocator: one.allocator.clone(),
+            ratios,
+        });
+    }
+    out
+}
+
 /// The Markdown report: configuration record first, then one table per workload, a
 /// summary of hakmem's ratios, and the optional ablation / instruction sections.
 pub fn render_markdown(rec: &Record) -> String {
@@ -175,7 +228,7 @@ pub fn render_markdown(rec: &Record) -> String {
     let _ = writeln!(
         out,
         "Median of the runs; min–max in the next column. Peak RSS is the median \
-         `ru_maxrss`, faults the median minor+major page faults. Ratios are hakmem \
+         of the peak each run reports (its `VmHWM`; `ru_maxrss` when it reports none), faults the median minor+major page faults. Ratios are hakmem \
          against each peer, computed run by run (run i with run i) and then the median, \
          oriented so that > 1 means hakmem is better.\n"
     );
@@ -272,6 +325,31 @@ pub fn render_markdown(rec: &Record) -> String {
             .map(|v| opt(geomean(v), fmt_ratio))
             .collect();
         let _ = writeln!(out, "| **geomean** | hakmem | {} |\n", g.join(" | "));
+    }
+
+    let lines = scaling(&rec.results);
+    if !lines.is_empty() {
+        let _ = writeln!(
+            out,
+            "## Scaling: N threads over 1 thread, same allocator (run by run, > 1 = more done)\n"
+        );
+        let _ = writeln!(out, "| 1-thread row | allocator | N threads |");
+        let _ = writeln!(out, "|---|---|---|");
+        for l in &lines {
+            let cells: Vec<String> = l
+                .ratios
+                .iter()
+                .map(|(t, w, x)| format!("{t}: {} ({w})", opt(*x, fmt_ratio)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} |",
+                l.family,
+                escape_cell(&l.allocator),
+                cells.join(", ")
+            );
+        }
+        let _ = writeln!(out);
     }
 
     if !rec.ablation.is_empty() || !rec.ablation_absent_features.is_empty() {
@@ -438,6 +516,67 @@ mod tests {
         }
         assert_eq!(r["ratio_vs"]["glibc"], 2.5);
         assert_eq!(v["results"][0]["served_by_hakmem"], Value::Null);
+    }
+
+    #[test]
+    fn scaling_pairs_runs_of_one_allocator_across_thread_counts() {
+        let mk = |w: &str, a: &str, t: u64, vals: &[f64]| CellRaw {
+            workload: w.into(),
+            allocator: a.into(),
+            is_hakmem: a == "hakmem",
+            threads: t,
+            metric: "ops_per_sec".into(),
+            higher_is_better: true,
+            args: vec!["larson".into(), "--threads".into(), t.to_string()],
+            runs: vals
+                .iter()
+                .map(|v| RunSample {
+                    value: Some(*v),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let mut other = mk("xthread", "hakmem", 4, &[9.0, 9.0, 9.0]);
+        other.args = vec!["xthread".into(), "--threads".into(), "4".into()];
+        let results = finalize(&[
+            mk("larson-t1", "hakmem", 1, &[10.0, 20.0, 10.0]),
+            mk("larson-t2", "hakmem", 2, &[19.0, 36.0, 21.0]),
+            mk("larson-t4", "hakmem", 4, &[30.0, 30.0, 30.0]),
+            mk("larson-t1", "glibc", 1, &[10.0, 10.0, 10.0]),
+            mk("larson-t2", "glibc", 2, &[15.0, 15.0, 15.0]),
+            other,
+        ]);
+        let lines = scaling(&results);
+        assert_eq!(lines.len(), 2, "xthread has no 1-thread row");
+        let h = &lines[0];
+        assert_eq!(
+            (h.family.as_str(), h.allocator.as_str()),
+            ("larson-t1", "hakmem")
+        );
+        // Run by run: 1.9, 1.8, 2.1 -> median 1.9 (the ratio of the medians would be 2.1/2).
+        assert_eq!(h.ratios[0].0, 2);
+        assert!(
+            (h.ratios[0].2.unwrap() - 1.9).abs() < 1e-9,
+            "{:?}",
+            h.ratios
+        );
+        assert_eq!(h.ratios[1].0, 4);
+        assert!((h.ratios[1].2.unwrap() - 3.0).abs() < 1e-9);
+        assert_eq!(lines[1].allocator, "glibc");
+        assert!((lines[1].ratios[0].2.unwrap() - 1.5).abs() < 1e-9);
+        let md = render_markdown(&Record {
+            config: Map::new(),
+            results,
+            ablation: vec![],
+            ablation_absent_features: vec![],
+            instructions: vec![],
+            skipped: vec![],
+        });
+        assert!(
+            md.contains("| larson-t1 | hakmem | 2: 1.90× (larson-t2), 4: 3.00× (larson-t4) |"),
+            "{md}"
+        );
     }
 
     #[test]
