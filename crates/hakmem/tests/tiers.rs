@@ -624,6 +624,52 @@ fn held_remote_frees_in_fresh_process() {
     }
 }
 
+/// Runs [`successor_adopts_on_first_free_in_fresh_process`] alone in a child process.
+#[test]
+fn successor_adopts_on_first_free_of_a_class() {
+    common::run_alone("successor_adopts_on_first_free_in_fresh_process");
+}
+
+/// Larson's hand-over: thread A allocates Tiny blocks of one class and exits; thread B, set up
+/// by a malloc of another class, frees them all, then allocates as many of A's class. B's
+/// first free adopts A's abandoned slab, so every free is local and B's mallocs get A's
+/// blocks back without a single remote free being collected. (Adopting only for classes a
+/// thread already allocates from sent these frees to the slab's remote list: ~N collected.)
+#[test]
+#[ignore = "run in a fresh process by successor_adopts_on_first_free_of_a_class"]
+fn successor_adopts_on_first_free_in_fresh_process() {
+    const N: usize = 64;
+    const SIZE: usize = 200;
+    let blocks = thread::spawn(|| (0..N).map(|_| malloc(SIZE) as usize).collect::<Vec<_>>())
+        .join()
+        .unwrap();
+    assert!(blocks.iter().all(|&p| tag_of(p as *const u8) == TAG_TINY));
+    let (remote, again) = thread::spawn(move || {
+        let other = malloc(24);
+        let s0 = hakmem::stats();
+        for &p in &blocks {
+            // SAFETY: live blocks from `malloc`, each freed once.
+            unsafe { free(p as *mut u8) };
+        }
+        let again: HashSet<usize> = (0..N).map(|_| malloc(SIZE) as usize).collect();
+        let remote = hakmem::stats().tiny_remote - s0.tiny_remote;
+        for &p in &again {
+            // SAFETY: as above.
+            unsafe { free(p as *mut u8) };
+        }
+        // SAFETY: as above.
+        unsafe { free(other) };
+        (remote, again == blocks.iter().copied().collect())
+    })
+    .join()
+    .unwrap();
+    assert_eq!(remote, 0, "the successor's frees went remote");
+    assert!(
+        again,
+        "the successor's mallocs did not reuse the adopted blocks"
+    );
+}
+
 /// Runs [`cross_thread_counters_in_fresh_process`] alone in a child process
 /// (a fresh process: no abandoned slabs of other tests to adopt, so the
 /// counters move as this test's own frees make them).

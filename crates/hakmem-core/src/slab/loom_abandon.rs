@@ -52,21 +52,22 @@ const TID_C: usize = 0x3000;
 /// Another adopter.
 const TID_D: usize = 0x4000;
 
-/// The parts of heap.rs `Heap` the models need: the thread's id, its heap's id, and whether it
-/// allocates from the slab's class (`Heap::adopt` only adopts a slab for a heap that does).
+/// The parts of heap.rs `Heap` the models need: the thread's id, its heap's id, and whether the
+/// heap is set up (`Heap::adopt` only adopts a slab for a heap that is; a thread whose first
+/// allocator call is a free into an abandoned slab pushes it remotely).
 #[derive(Clone, Copy)]
 struct Heap {
     tid: usize,
     id: u64,
-    allocating: bool,
+    active: bool,
 }
 
 impl Heap {
-    const fn new(tid: usize, allocating: bool) -> Heap {
+    const fn new(tid: usize, active: bool) -> Heap {
         Heap {
             tid,
             id: (tid >> 12) as u64,
-            allocating,
+            active,
         }
     }
 }
@@ -243,7 +244,7 @@ unsafe fn free_local(s: &Slab, b: *mut Block) {
 
 /// heap.rs `free` + `free_slow`, run by the thread of heap `h` (which never holds the slab in a
 /// full queue in these models): local when `h` owns the slab; an adoption then a local free
-/// when the slab is abandoned and `h` allocates from its class; else remote. True when this
+/// when the slab is abandoned and `h` is set up; else remote. True when this
 /// free adopted the slab. A local free that empties the slab would go on to
 /// `Heap::slab_emptied` (the slab stays the owner's, cached or given back): not modelled.
 ///
@@ -274,12 +275,12 @@ unsafe fn free<L: PoolLock>(pool: &Pool<L>, h: Heap, s: &Slab, b: usize) -> bool
 }
 
 /// heap.rs `Heap::adopt` + pool.rs `SlabPool::adopt`: heap `h`, about to free into the
-/// abandoned slab `s`, adopts it when it allocates from its class and `s` is still abandoned
+/// abandoned slab `s`, adopts it when `h` is set up and `s` is still abandoned
 /// under the pool lock. (Queueing the slab in `h`'s available queue writes its links: kept.)
 fn adopt_on_free<L: PoolLock>(pool: &Pool<L>, h: Heap, s: &Slab) -> bool {
     // Read before the lock, as the real code reads it to find the heap's queue.
     let _class = s.class.get();
-    if !h.allocating {
+    if !h.active {
         return false;
     }
     {
@@ -413,7 +414,7 @@ fn finish_as_b<L: PoolLock>(pool: &Pool<L>, mem: &SlabMem, adopted: bool, mut go
 }
 
 /// Thread A exits holding a slab with two live blocks (one given to thread C, one to thread
-/// B), two blocks on its free list. Concurrently C (not allocating from the class) frees its
+/// B), two blocks on its free list. Concurrently C (a thread not set up yet) frees its
 /// block remotely, and B tries to adopt the slab through `acquire`, then frees its own block
 /// (locally if the adoption made it the owner; else adopting the slab on the free if it is
 /// abandoned by then, remotely if not) and allocates all it can if it adopted; after the joins
@@ -462,7 +463,7 @@ fn loom_abandoned_slab_adopted_with_remote_frees() {
             (adopted, got)
         });
         a.join().unwrap();
-        assert!(!c.join().unwrap(), "C adopted while not allocating");
+        assert!(!c.join().unwrap(), "C adopted while not set up");
         let (adopted, got) = b.join().unwrap();
         // The main thread carries on as B.
         finish_as_b(&pool, &mem, adopted, got);
@@ -501,7 +502,7 @@ fn loom_abandoned_slab_purge_pass_with_remote_free() {
         });
         let purge = thread::spawn(move || purge_abandoned(FutexPool::at(pa)));
         a.join().unwrap();
-        assert!(!c.join().unwrap(), "C adopted while not allocating");
+        assert!(!c.join().unwrap(), "C adopted while not set up");
         purge.join().unwrap();
         finish_as_b(&pool, &mem, false, Vec::new());
     });
@@ -540,7 +541,7 @@ fn loom_remote_bounds_check_races_carve() {
             (adopted, got)
         });
         a.join().unwrap();
-        assert!(!c.join().unwrap(), "C adopted while not allocating");
+        assert!(!c.join().unwrap(), "C adopted while not set up");
         let (adopted, got) = b.join().unwrap();
         finish_as_b(&pool, &mem, adopted, got);
     });
@@ -548,7 +549,7 @@ fn loom_remote_bounds_check_races_carve() {
 
 /// Adopt-on-free against every other way in: thread A exits holding a slab with three live
 /// blocks (given to B, C and D) and one block on its free list. Concurrently B and C (both
-/// allocating from the class) free their blocks, each adopting the slab on the free if it finds
+/// set up) free their blocks, each adopting the slab on the free if it finds
 /// it abandoned (else freeing remotely), while D (the main thread, needing a slab of the class)
 /// tries to adopt it through `acquire`. After the joins D frees its block the same way (locally
 /// if it adopted the slab, adopting it on the free if it is still abandoned, remotely if B or C

@@ -48,7 +48,7 @@ mod tier {
         /// free path never sees it empty). Right for small blocks, where a malloc/free loop must
         /// stay on the fast path; for big blocks an emptied slab is better given back at once.
         const PIN_CURRENT: bool;
-        /// Whether a thread freeing into an abandoned slab of a class it allocates adopts the
+        /// Whether a thread freeing into an abandoned slab adopts the
         /// slab (its frees into it turn local). Right for small slabs, where a successor thread
         /// drains what its predecessor left (Larson); for big slabs an adopter that soon stops
         /// allocating keeps a large region's free blocks from the threads that do (measured on
