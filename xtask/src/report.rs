@@ -208,6 +208,11 @@ pub fn scaling(results: &[CellResult]) -> Vec<ScalingLine> {
     out
 }
 
+/// A table row: a workload, an allocator (escaped), and the rest already joined.
+fn row3(out: &mut String, workload: &str, allocator: &str, rest: &str) {
+    let _ = writeln!(out, "| {workload} | {} | {rest} |", escape_cell(allocator));
+}
+
 /// The Markdown report: configuration record first, then one table per workload, a
 /// summary of hakmem's ratios, and the optional ablation / instruction sections.
 pub fn render_markdown(rec: &Record) -> String {
@@ -312,13 +317,7 @@ pub fn render_markdown(rec: &Record) -> String {
                     None => "–".into(),
                 })
                 .collect();
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} |",
-                r.workload,
-                escape_cell(&r.allocator),
-                cells.join(" | ")
-            );
+            row3(&mut out, &r.workload, &r.allocator, &cells.join(" | "));
         }
         let g: Vec<String> = per_peer
             .iter()
@@ -341,13 +340,7 @@ pub fn render_markdown(rec: &Record) -> String {
                 .iter()
                 .map(|(t, w, x)| format!("{t}: {} ({w})", opt(*x, fmt_ratio)))
                 .collect();
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} |",
-                l.family,
-                escape_cell(&l.allocator),
-                cells.join(", ")
-            );
+            row3(&mut out, &l.family, &l.allocator, &cells.join(", "));
         }
         let _ = writeln!(out);
     }
