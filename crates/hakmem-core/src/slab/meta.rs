@@ -252,6 +252,9 @@ impl Slab {
         }
         let bytes = (CARVE_BLOCKS * bs).clamp(CARVE_MIN_BYTES, CARVE_MAX_BYTES);
         let n = ((bytes / bs) as u32).clamp(1, cap - carved);
+        // Counted first: a locked add waits for every earlier store to drain, and the stores
+        // below all miss (fresh memory): after them it stalled for all of them.
+        counters.carved.add(n as u64);
         // SAFETY: blocks carved..carved+n lie inside this slab's 64 KiB and are unused.
         unsafe {
             let first = self.start().add(carved as usize * bs);
@@ -265,7 +268,6 @@ impl Slab {
             self.free.set(first.cast());
         }
         self.carved.set(carved + n);
-        counters.carved.add(n as u64);
         true
     }
 
