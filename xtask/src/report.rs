@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::model::{AblationRow, CellResult};
-use crate::stats::{geomean, paired_ratio};
+use crate::stats::{geomean, oriented_ratio, paired_ratio};
 
 /// Instructions per malloc+free pair for one allocator (`--instructions`).
 #[derive(Debug, Clone, Serialize)]
@@ -167,22 +167,33 @@ fn family_key(args: &[String]) -> Vec<String> {
     k
 }
 
-/// One line of the scaling table: a workload family, an allocator, and for each of its
-/// multi-threaded rows the thread count, the row's name and its throughput over the
-/// 1-thread row's (median of the run-by-run ratios; > 1 = more done with more threads).
+/// One multi-threaded row against its 1-thread row, same allocator (> 1 = more done with
+/// more threads).
+pub struct Scaled {
+    pub threads: u64,
+    pub workload: String,
+    /// The median of the run-by-run ratios (run i with run i).
+    pub run_by_run: Option<f64>,
+    /// The ratio of the two rows' medians.
+    pub of_medians: Option<f64>,
+}
+
+/// One line of the scaling table: a workload family, an allocator, and its multi-threaded
+/// rows against its 1-thread row, by thread count.
 pub struct ScalingLine {
     pub family: String,
     pub allocator: String,
-    pub ratios: Vec<(u64, String, Option<f64>)>,
+    pub rows: Vec<Scaled>,
 }
 
 /// For every workload run at 1 thread and at more (same arguments otherwise), each
-/// allocator's N-thread result over its 1-thread result, run by run.
+/// allocator's N-thread result over its 1-thread result.
 pub fn scaling(results: &[CellResult]) -> Vec<ScalingLine> {
     let mut out = Vec::new();
     for one in results.iter().filter(|r| r.threads == 1) {
         let key = family_key(&one.args);
-        let mut ratios: Vec<(u64, String, Option<f64>)> = results
+        let hib = one.higher_is_better;
+        let mut rows: Vec<Scaled> = results
             .iter()
             .filter(|r| {
                 r.allocator == one.allocator
@@ -190,19 +201,24 @@ pub fn scaling(results: &[CellResult]) -> Vec<ScalingLine> {
                     && r.metric == one.metric
                     && family_key(&r.args) == key
             })
-            .map(|r| {
-                let x = paired_ratio(&r.runs, &one.runs, one.higher_is_better);
-                (r.threads, r.workload.clone(), x)
+            .map(|r| Scaled {
+                threads: r.threads,
+                workload: r.workload.clone(),
+                run_by_run: paired_ratio(&r.runs, &one.runs, hib),
+                of_medians: r
+                    .median
+                    .zip(one.median)
+                    .and_then(|(n, o)| oriented_ratio(n, o, hib)),
             })
             .collect();
-        if ratios.is_empty() {
+        if rows.is_empty() {
             continue;
         }
-        ratios.sort_by_key(|(t, _, _)| *t);
+        rows.sort_by_key(|r| r.threads);
         out.push(ScalingLine {
             family: one.workload.clone(),
             allocator: one.allocator.clone(),
-            ratios,
+            rows,
         });
     }
     out
@@ -330,15 +346,25 @@ pub fn render_markdown(rec: &Record) -> String {
     if !lines.is_empty() {
         let _ = writeln!(
             out,
-            "## Scaling: N threads over 1 thread, same allocator (run by run, > 1 = more done)\n"
+            "## Scaling: N threads over 1 thread, same allocator (> 1 = more done)\n\n\
+             Each cell: the thread count, the median of the run-by-run ratios / the ratio of \
+             the medians, and the row.\n"
         );
         let _ = writeln!(out, "| 1-thread row | allocator | N threads |");
         let _ = writeln!(out, "|---|---|---|");
         for l in &lines {
             let cells: Vec<String> = l
-                .ratios
+                .rows
                 .iter()
-                .map(|(t, w, x)| format!("{t}: {} ({w})", opt(*x, fmt_ratio)))
+                .map(|r| {
+                    format!(
+                        "{}: {} / {} ({})",
+                        r.threads,
+                        opt(r.run_by_run, fmt_ratio),
+                        opt(r.of_medians, fmt_ratio),
+                        r.workload
+                    )
+                })
                 .collect();
             row3(&mut out, &l.family, &l.allocator, &cells.join(", "));
         }
@@ -547,17 +573,14 @@ mod tests {
             (h.family.as_str(), h.allocator.as_str()),
             ("larson-t1", "hakmem")
         );
-        // Run by run: 1.9, 1.8, 2.1 -> median 1.9 (the ratio of the medians would be 2.1/2).
-        assert_eq!(h.ratios[0].0, 2);
-        assert!(
-            (h.ratios[0].2.unwrap() - 1.9).abs() < 1e-9,
-            "{:?}",
-            h.ratios
-        );
-        assert_eq!(h.ratios[1].0, 4);
-        assert!((h.ratios[1].2.unwrap() - 3.0).abs() < 1e-9);
+        // Run by run: 1.9, 1.8, 2.1 -> median 1.9; the medians: 21 / 10 = 2.1.
+        let close = |x: Option<f64>, want: f64| (x.unwrap() - want).abs() < 1e-9;
+        assert_eq!((h.rows[0].threads, h.rows[1].threads), (2, 4));
+        assert!(close(h.rows[0].run_by_run, 1.9));
+        assert!(close(h.rows[0].of_medians, 2.1));
+        assert!(close(h.rows[1].run_by_run, 3.0) && close(h.rows[1].of_medians, 3.0));
         assert_eq!(lines[1].allocator, "glibc");
-        assert!((lines[1].ratios[0].2.unwrap() - 1.5).abs() < 1e-9);
+        assert!(close(lines[1].rows[0].run_by_run, 1.5));
         let md = render_markdown(&Record {
             config: Map::new(),
             results,
@@ -567,7 +590,9 @@ mod tests {
             skipped: vec![],
         });
         assert!(
-            md.contains("| larson-t1 | hakmem | 2: 1.90× (larson-t2), 4: 3.00× (larson-t4) |"),
+            md.contains(
+                "| larson-t1 | hakmem | 2: 1.90× / 2.10× (larson-t2), 4: 3.00× / 3.00× (larson-t4) |"
+            ),
             "{md}"
         );
     }
