@@ -15,10 +15,10 @@
 //! destructors) pushes the held remote frees, then hands every slab back under one pool lock —
 //! empty ones to the pool, the rest abandoned — and resets the heap, so a late malloc on the
 //! exiting thread simply sets it up again. Nothing here allocates, and no block is touched but
-//! the last of each held chain (its link). An abandoned slab is adopted by the first thread
-//! that frees into it while allocating from its class (the successor of a thread that handed
-//! its blocks on, as in Larson: its frees turn local at once), or by the next thread needing a
-//! slab of its class, or given back by a purge pass once all its blocks are free.
+//! the last of each held chain (its link). An abandoned slab is adopted by the first set-up
+//! thread that frees into it (the successor of a thread that handed its blocks on, as in
+//! Larson: its frees turn local at once), or by the next thread needing a slab of its class,
+//! or given back by a purge pass once all its blocks are free.
 
 use super::meta::{ABANDONED, FULL, Slab};
 use super::pool::slab_of;
