@@ -20,7 +20,8 @@
 //! | `HAKMEM_VERBOSE` | 0 | 0 | 0 | 0 | 1 |
 //!
 //! Other variables: `HAKMEM_STATS` (`0`/`1`: counters at exit), `HAKMEM_PURGE_DELAY_MS`
-//! (`100`, 0..=60000), `HAKMEM_ELO_REPORT` (`0`/`1`: the learning leaderboard at exit).
+//! (`100`, 0..=60000), `HAKMEM_ELO_REPORT` (`0`/`1`: the learning leaderboard at exit),
+//! `HAKMEM_ON_ERROR` (`abort`/`warn`: what a detected heap misuse does after its report).
 //! `docs/CONFIGURATION.md` describes each.
 
 // Plain std atomics: read-once configuration is not a structure the loom models check.
@@ -53,6 +54,16 @@ pub enum Thp {
     Off,
     /// Ask for huge pages on all of hakmem's memory.
     On,
+}
+
+/// `HAKMEM_ON_ERROR`: what a detected heap misuse (double free, invalid free, free-list
+/// corruption) does after its one-line report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnError {
+    /// Abort the process (`SIGABRT`), as glibc does.
+    Abort,
+    /// Leave the block alone and continue.
+    Warn,
 }
 
 /// `HAKMEM_MODE`: the defaults of every feature.
@@ -117,6 +128,8 @@ pub struct Config {
     pub thp: Thp,
     /// `HAKMEM_BIGCACHE`.
     pub bigcache: bool,
+    /// `HAKMEM_ON_ERROR`.
+    pub on_error: OnError,
 }
 
 impl Config {
@@ -151,6 +164,7 @@ impl Config {
                 _ => Thp::Auto,
             },
             bigcache: full,
+            on_error: OnError::Abort,
         }
     }
 
@@ -217,6 +231,15 @@ pub fn parse_free_policy(value: &[u8]) -> Option<FreePolicy> {
     .into_iter()
     .find(|(w, _)| value.eq_ignore_ascii_case(w))
     .map(|(_, p)| p)
+}
+
+/// Parses an `HAKMEM_ON_ERROR` value.
+pub fn parse_on_error(value: &[u8]) -> Option<OnError> {
+    match value {
+        b"abort" => Some(OnError::Abort),
+        b"warn" => Some(OnError::Warn),
+        _ => None,
+    }
 }
 
 /// Parses a THP setting.
@@ -359,6 +382,14 @@ pub fn parse_with(
         ),
         thp: read(l, w, c"HAKMEM_THP", parse_thp, d.thp, thp_name(d.thp)),
         bigcache: flag(c"HAKMEM_BIGCACHE", d.bigcache),
+        on_error: read(
+            l,
+            w,
+            c"HAKMEM_ON_ERROR",
+            parse_on_error,
+            d.on_error,
+            "abort",
+        ),
     }
 }
 

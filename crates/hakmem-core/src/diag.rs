@@ -69,3 +69,55 @@ pub fn bad_pointer(what: &str, p: *const u8) {
         "{what}({p:p}): pointer not allocated by hakmem; ignored"
     ));
 }
+
+/// A heap misuse hakmem detected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// A block freed again while it was already free.
+    DoubleFree,
+    /// A pointer into hakmem's memory that is not the start of a live block (`why` says what
+    /// it is: "interior pointer", "not a block", ...).
+    InvalidFree(&'static str),
+    /// A free-list link that does not decode to a free block of its slab: a write into a freed
+    /// block (use after free) or past the end of a block (overflow).
+    Corruption,
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::DoubleFree => f.write_str("double free"),
+            Fault::InvalidFree(why) => write!(f, "invalid free: {why}"),
+            Fault::Corruption => f.write_str("free-list corruption"),
+        }
+    }
+}
+
+/// Reports a detected heap misuse in one line — the fault, the pointer `p` (for a corruption:
+/// the block whose link was overwritten), the size class (`class_size` bytes; 0: unknown) and
+/// the caller's return address (0: unknown) — then, by `HAKMEM_ON_ERROR`, aborts (the default)
+/// or returns, and the caller leaves the block alone.
+#[cold]
+#[inline(never)]
+pub fn fault(what: Fault, op: &str, p: *const u8, class_size: usize, caller: usize) {
+    crate::stats::FAULTS.add(1);
+    let abort = crate::config::get().on_error == crate::config::OnError::Abort;
+    let mut b = StackBuf::<512>::new();
+    let _ = write!(b, "hakmem: {what}: {op}({p:p})");
+    if class_size != 0 {
+        let _ = write!(b, ", size class {class_size}");
+    }
+    if caller != 0 {
+        let _ = write!(b, ", caller {caller:#x}");
+    }
+    let _ = b.write_str(if abort {
+        "; aborting (HAKMEM_ON_ERROR=warn to continue)\n"
+    } else {
+        "; block left alone\n"
+    });
+    write_stderr(b.as_bytes());
+    if abort {
+        // SAFETY: abort never returns; it allocates nothing.
+        unsafe { libc::abort() };
+    }
+}

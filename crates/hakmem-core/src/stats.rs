@@ -113,6 +113,9 @@ pub static CACHE_HITS: Counter = Counter::new();
 /// Direct-mapping allocations that mapped fresh memory.
 pub static CACHE_MISSES: Counter = Counter::new();
 
+/// Heap misuses detected and reported (double frees, invalid frees, corrupted free lists).
+pub static FAULTS: Counter = Counter::new();
+
 /// A copy of every counter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -148,6 +151,8 @@ pub struct Stats {
     pub cache_hits: u64,
     /// See [`CACHE_MISSES`].
     pub cache_misses: u64,
+    /// See [`FAULTS`].
+    pub faults: u64,
 }
 
 /// Reads every counter.
@@ -169,6 +174,7 @@ pub fn snapshot() -> Stats {
         os_purged: OS_PURGED.get(),
         cache_hits: CACHE_HITS.get(),
         cache_misses: CACHE_MISSES.get(),
+        faults: FAULTS.get(),
     }
 }
 
@@ -180,7 +186,7 @@ impl fmt::Display for Stats {
             "hakmem-stats: tiny.carved={} tiny.slabs={} tiny.remote={} pool.carved={} pool.slabs={} \
              pool.remote={} run.allocs={} run.frees={} large.allocs={} large.frees={} \
              large.cache_hits={} large.cache_misses={} os.mapped={} os.segments={} os.peak={} \
-             os.purged={}",
+             os.purged={} faults={}",
             self.tiny_carved,
             self.tiny_slabs,
             self.tiny_remote,
@@ -196,7 +202,8 @@ impl fmt::Display for Stats {
             self.os_mapped,
             self.os_segments,
             self.os_peak,
-            self.os_purged
+            self.os_purged,
+            self.faults
         )
     }
 }
@@ -242,7 +249,7 @@ mod tests {
                 (k, v.parse().unwrap())
             })
             .collect();
-        assert_eq!(kv.len(), 16);
+        assert_eq!(kv.len(), 17);
         assert!(kv.contains(&("tiny.carved", 7)));
         assert!(kv.contains(&("os.segments", 2)));
     }
