@@ -196,6 +196,10 @@ pub struct BenchOpts {
     /// Do not build first (use the existing release artefacts).
     #[arg(long)]
     pub no_build: bool,
+    /// An extra hakmem row from another build of the library, `NAME=PATH` (e.g. the parent
+    /// commit's, for a before/after comparison in one run); repeatable.
+    #[arg(long = "hakmem-so", value_name = "NAME=PATH")]
+    pub hakmem_so: Vec<String>,
 }
 
 /// Selects workloads by exact name or by the binary's workload name (`larson` selects
@@ -316,6 +320,27 @@ fn dpkg_version(pkg: &str, path: Option<&Path>) -> String {
         }
     }
     "unknown".into()
+}
+
+/// The rows of `--hakmem-so NAME=PATH`: hakmem built elsewhere, with its counters on.
+fn extra_hakmem_rows(specs: &[String]) -> Result<Vec<Allocator>> {
+    specs
+        .iter()
+        .map(|spec| {
+            let Some((name, path)) = spec.split_once('=') else {
+                bail!("--hakmem-so wants NAME=PATH, got `{spec}`");
+            };
+            let path = std::fs::canonicalize(path)
+                .with_context(|| format!("--hakmem-so {name}: no library at {path}"))?;
+            Ok(Allocator {
+                name: name.to_string(),
+                version: format!("{}", path.display()),
+                preload: Some(path),
+                env: [("HAKMEM_STATS".to_string(), "1".to_string())].into(),
+                is_hakmem: true,
+            })
+        })
+        .collect()
 }
 
 /// Resolves the requested allocators into rows; missing peers become `skip:` lines.
@@ -910,7 +935,8 @@ pub fn bench(opts: &BenchOpts) -> Result<PathBuf> {
     }
 
     let mut skipped = Vec::new();
-    let allocs = resolve_allocators(&names, &hakmem_so, &mut skipped);
+    let mut allocs = resolve_allocators(&names, &hakmem_so, &mut skipped);
+    allocs.extend(extra_hakmem_rows(&opts.hakmem_so)?);
     let plain_hakmem = Allocator {
         name: "hakmem".into(),
         preload: Some(hakmem_so.clone()),

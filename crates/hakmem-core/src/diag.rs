@@ -61,13 +61,12 @@ pub fn print(args: fmt::Arguments<'_>) {
     write_stderr(b.as_bytes());
 }
 
-/// Reports a pointer passed to `free`/`realloc`/`malloc_usable_size` that hakmem did not hand
-/// out. The pointer is left alone: nothing is corrupted.
+/// Reports a pointer passed to `free`/`realloc` that is not in hakmem's memory at all (another
+/// allocator's, the stack, a global, a wild address): an invalid free, by the one policy of
+/// [`fault`]. Nothing of hakmem's is touched.
 #[cold]
 pub fn bad_pointer(what: &str, p: *const u8) {
-    print(format_args!(
-        "{what}({p:p}): pointer not allocated by hakmem; ignored"
-    ));
+    fault(Fault::InvalidFree("not allocated by hakmem"), what, p, 0, 0);
 }
 
 /// A heap misuse hakmem detected.

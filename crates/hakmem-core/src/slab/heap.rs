@@ -20,6 +20,7 @@
 //! Larson: its frees turn local at once), or by the next thread needing a slab of its class,
 //! or given back by a purge pass once all its blocks are free.
 
+use super::link;
 use super::meta::{ABANDONED, FULL, Slab};
 use super::pool::slab_of;
 use super::remote::Block;
@@ -31,7 +32,7 @@ use core::marker::PhantomData;
 use core::ptr;
 
 /// The slab every unused direct entry points to: it never has a free block.
-pub static EMPTY: Slab = Slab::empty();
+pub static EMPTY: Slab = Slab::empty_at(EMPTY_PTR);
 const EMPTY_PTR: *mut Slab = ptr::addr_of!(EMPTY) as *mut Slab;
 /// How many times one slow path may send a nearly exhausted head to the back of its queue.
 const ROTATE_LIMIT: u32 = 4;
@@ -134,7 +135,7 @@ impl Pending {
             // their frees; `s` lives while they count as used.
             unsafe {
                 s.remote
-                    .push_chain(self.first.get(), self.last.get(), self.n.get())
+                    .push_chain(self.first.get(), self.last.get(), self.n.get(), s.end())
             };
         }
     }
@@ -214,15 +215,10 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
         // or EMPTY, and only this thread touches its slabs' free lists.
         unsafe {
             let s = &*self.direct.get_unchecked(d).get();
-            let b = s.free.get();
-            if b.is_null() {
+            if !s.has_free() {
                 return self.alloc_slow(size);
             }
-            let next = (*b).next;
-            s.free.set(next);
-            s.used.set(s.used.get() + 1);
-            prefetch(next);
-            b.cast()
+            s.pop().cast()
         }
     }
 
@@ -299,13 +295,8 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
         let Some(s) = self.slab_with_free(class) else {
             return ptr::null_mut();
         };
-        let b = s.free.get();
-        // SAFETY: `b` heads the free list of a slab this thread owns.
-        let next = unsafe { (*b).next };
-        s.free.set(next);
-        s.used.set(s.used.get() + 1);
-        prefetch(next);
-        b.cast()
+        // SAFETY: `s` is this thread's and has a free block.
+        unsafe { s.pop() }.cast()
     }
 
     /// The head of `class`'s available queue, made to have a free block.
@@ -318,10 +309,10 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
         let mut rotations = 0;
         loop {
             if let Some(s) = unsafe_ref(self.avail[class].head.get()) {
-                if s.free.get().is_null() {
+                if !s.has_free() {
                     s.collect(G::counters());
                 }
-                if s.free.get().is_null() {
+                if !s.has_free() {
                     // Recycle before carving: a full slab may have had blocks freed into it.
                     // Only for a worthwhile batch (1/16 of the slab, what keeps a head from
                     // being rotated away), or the slow path would come back after a few blocks.
@@ -338,7 +329,7 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
                     }
                     // Or the next available slab, when blocks wait on it.
                     if let Some(n) = unsafe_ref(s.next.get())
-                        && (n.remote.count() >= min || !n.free.get().is_null())
+                        && (n.remote.count() >= min || n.has_free())
                     {
                         rotations += 1;
                         self.avail[class].remove(s);
@@ -347,7 +338,7 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
                         continue;
                     }
                 }
-                if s.free.get().is_null() && !s.carve(G::counters()) {
+                if !s.has_free() && !s.carve(G::counters()) {
                     self.avail[class].remove(s);
                     self.full[class].push_front(s);
                     s.owner.store(self.tid.get() | FULL, Ordering::Relaxed);
@@ -582,7 +573,7 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
         }
         // SAFETY: `b` is dead and now held by this heap (an entry is only ever filled while
         // the heap is active).
-        unsafe { (*b).next = e.first.get() };
+        unsafe { (*b).next = link::encode(e.first.get() as usize, b as usize) as *mut Block };
         e.first.set(b);
         let n = e.n.get() + 1;
         e.n.set(n);
@@ -598,7 +589,7 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
     fn free_remote_other(&self, s: &Slab, b: *mut Block) {
         if G::REMOTE_BATCH_BYTES == 0 || (self.state.get() != ACTIVE && self.id.get() != 0) {
             // SAFETY: `b` is a dead block of `s`, given up by the caller.
-            return unsafe { s.remote.push(b) };
+            return unsafe { s.remote.push(b, s.end()) };
         }
         if self.state.get() != ACTIVE {
             self.init();
@@ -608,10 +599,10 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
         e.flush();
         if s.remote_batch.get() <= 1 {
             // SAFETY: as above.
-            return unsafe { s.remote.push(b) };
+            return unsafe { s.remote.push(b, s.end()) };
         }
-        // SAFETY: as above.
-        unsafe { (*b).next = ptr::null_mut() };
+        // SAFETY: as above. The link reads as a free block's from now on (see `link`).
+        unsafe { (*b).next = link::encode(s.end() as usize, b as usize) as *mut Block };
         e.slab.set(sp);
         e.first.set(b);
         e.last.set(b);
@@ -714,20 +705,6 @@ fn register_exit<G: Geometry, const D: usize, const C: usize>(heap: &Heap<G, D, 
     unsafe { libc::pthread_setspecific(key, heap as *const Heap<G, D, C> as *const libc::c_void) };
 }
 
-/// Starts fetching the block the next allocation of a class will hand out: a block another
-/// core freed last is a cache miss, and a run of allocations (a producer filling a batch) then
-/// overlaps those misses instead of taking them one after the other. A hint: null is fine.
-#[inline(always)]
-fn prefetch(b: *mut Block) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch never faults, whatever the address.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(b.cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = b;
-}
-
 /// Frees a block of tier `G` (the hot path): a push onto the slab's free list when this
 /// thread owns the slab, else the slow path. `heap` gives this thread's heap (only called off
 /// the hot path).
@@ -741,10 +718,12 @@ pub unsafe fn free<G: Geometry, const D: usize, const C: usize>(
 ) {
     let s = slab_of::<G>(p);
     if s.owner.load(Ordering::Relaxed) == thread_id() {
-        let b = p.cast::<Block>();
+        let key = link::key();
+        if !s.check_free(p, slab_size::<G>(), key) {
+            return s.misuse(p, "free");
+        }
         // SAFETY: the block is dead and its slab is ours: only this thread uses its lists.
-        unsafe { (*b).next = s.free.get() };
-        s.free.set(b);
+        unsafe { s.push(p.cast(), key) };
         let used = s.used.get() - 1;
         s.used.set(used);
         if used == 0 {
@@ -784,8 +763,8 @@ fn free_slow<G: Geometry, const D: usize, const C: usize>(
     if owner & ABANDONED != 0 || owner == thread_id() | FULL {
         return free_special(heap, s, p);
     }
-    if !s.holds_block(p) {
-        return crate::diag::bad_pointer("free", p);
+    if !s.check_free(p, slab_size::<G>(), link::key()) {
+        return s.misuse(p, "free");
     }
     heap.free_remote(s, p.cast());
 }
@@ -799,11 +778,11 @@ fn free_special<G: Geometry, const D: usize, const C: usize>(
     p: *mut u8,
 ) {
     let b = p.cast::<Block>();
+    if !s.check_free(p, slab_size::<G>(), link::key()) {
+        return s.misuse(p, "free");
+    }
     if s.owner.load(Ordering::Relaxed) == thread_id() | FULL && heap.unfull(s) {
         return free_owned(heap, s, b);
-    }
-    if !s.holds_block(p) {
-        return crate::diag::bad_pointer("free", p);
     }
     if G::ADOPT_ON_FREE && s.owner.load(Ordering::Relaxed) == ABANDONED && heap.adopt(s) {
         free_owned(heap, s, b);
@@ -819,9 +798,8 @@ fn free_owned<G: Geometry, const D: usize, const C: usize>(
     s: &Slab,
     b: *mut Block,
 ) {
-    // SAFETY: `b` is a dead block of a slab this thread owns.
-    unsafe { (*b).next = s.free.get() };
-    s.free.set(b);
+    // SAFETY: `b` is a dead, checked block of a slab this thread owns.
+    unsafe { s.push(b, link::key()) };
     s.used.set(s.used.get() - 1);
     if s.used.get() == 0 {
         heap.slab_emptied(s);

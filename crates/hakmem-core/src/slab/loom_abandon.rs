@@ -44,6 +44,8 @@ use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::vec::Vec;
 
 /// The thread that exits and abandons the slab.
+/// A bound on the models' slab sizes (a power of two) for the double-free check.
+const SLAB_BYTES: usize = 1 << 16;
 const TID_A: usize = 0x1000;
 /// An adopter.
 const TID_B: usize = 0x2000;
@@ -208,17 +210,14 @@ fn slab(addr: usize) -> &'static Slab {
 /// heap.rs `Heap::alloc` and the slow path's refill of one slab (`slab_with_free`: collect
 /// when `free` is dry, then carve); null when the slab has no block left.
 fn alloc(s: &Slab) -> usize {
-    if s.free.get().is_null() {
+    if !s.has_free() {
         s.collect(&TINY);
-        if s.free.get().is_null() && !s.carve(&TINY) {
+        if !s.has_free() && !s.carve(&TINY) {
             return 0;
         }
     }
-    let b = s.free.get();
-    // SAFETY: `b` heads the free list of a slab this thread owns.
-    s.free.set(unsafe { (*b).next });
-    s.used.set(s.used.get() + 1);
-    b as usize
+    // SAFETY: the slab is this thread's and its free list holds a block.
+    unsafe { s.pop() as usize }
 }
 
 /// Allocates everything `s` has left into `got`.
@@ -236,9 +235,13 @@ fn drain(s: &Slab, got: &mut Vec<usize>) {
 /// # Safety
 /// `b` must be a dead block of `s`, which the caller owns.
 unsafe fn free_local(s: &Slab, b: *mut Block) {
+    let key = super::link::key();
+    assert!(
+        s.check_free(b.cast(), SLAB_BYTES, key),
+        "a live block of the slab"
+    );
     // SAFETY: the block is dead and the slab is ours.
-    unsafe { (*b).next = s.free.get() };
-    s.free.set(b);
+    unsafe { s.push(b, key) };
     s.used.set(s.used.get() - 1);
 }
 
@@ -270,7 +273,7 @@ unsafe fn free<L: PoolLock>(pool: &Pool<L>, h: Heap, s: &Slab, b: usize) -> bool
         return true;
     }
     // SAFETY: the caller gives up `b`; it counts as used until collected.
-    unsafe { s.remote.push(b) };
+    unsafe { s.remote.push(b, s.end()) };
     false
 }
 
@@ -326,9 +329,7 @@ fn release<L: PoolLock>(pool: &Pool<L>, s: &Slab) {
     assert_eq!(s.used.get(), 0);
     assert!(s.remote.is_empty());
     s.owner.store(0, Ordering::Relaxed);
-    s.capacity.set(0);
-    s.carved.set(0);
-    s.block_size.set(0);
+    s.unformat();
     link_front(&mut pool.lists.lock().free, s);
 }
 
@@ -357,9 +358,7 @@ fn purge_abandoned<L: PoolLock>(pool: &Pool<L>) {
         if s.live() == 0 {
             l.abandoned_remove(s);
             s.drop_remote(&TINY);
-            s.capacity.set(0);
-            s.carved.set(0);
-            s.block_size.set(0);
+            s.unformat();
             s.stage.set(0);
             s.freed_at.set(0);
             link_front(&mut l.free, s);
@@ -392,7 +391,7 @@ fn check_end<L: PoolLock>(
             "used disagrees with the blocks"
         );
         assert_eq!(s.owner.load(Ordering::Relaxed), tid);
-        assert!(s.free.get().is_null());
+        assert!(!s.has_free());
         assert!(s.deferred.get().is_null());
     } else {
         assert_eq!(l.free, s as *const Slab as *mut Slab, "the slab was lost");

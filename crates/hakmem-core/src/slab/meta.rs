@@ -12,7 +12,14 @@
 //! Only the owner touches the `Cell` fields; other threads read `owner` and push to `remote`.
 #![cfg_attr(loom, allow(dead_code))] // under loom only the models use the slab operations
 
+//!
+//! Every link in a block is encoded and checked ([`link`]): a block is handed out only after
+//! the link that led to it decoded to a block boundary of this slab, and a free is accepted
+//! only for a carved block boundary whose first word does not already decode as a link.
+
+use super::link;
 use super::remote::{Block, RemoteList};
+use crate::diag::Fault;
 use crate::stats::TierCounters;
 use crate::sync::{AtomicU32, AtomicUsize, Cell, Ordering};
 
@@ -67,53 +74,60 @@ pub const SLAB_HEADER: usize = core::mem::size_of::<Slab>();
 /// the owner touches (its allocation pops, local frees and queue links); the second what other
 /// threads read or write: `owner`, the remote list, and the fields of the remote free's bounds
 /// check. So in a producer/consumer pattern the owner's pops never wait for a line a remote
-/// free just took, and a remote free touches one line of the header. (Splitting off only
-/// `owner` and the remote list measured no gain: the bounds check still read the first line,
-/// and each pop then had to invalidate the reader's copy.)
+/// free just took, and a remote free touches one line of the header.
 #[repr(C, align(128))]
 pub struct Slab {
     // First line: the owner's.
+    /// The owner's free list; [`Slab::end`] when empty.
     pub(crate) free: Cell<*mut Block>,
-    pub(crate) used: Cell<u32>,
-    pub(crate) capacity: Cell<u32>,
     pub(crate) next: Cell<*mut Slab>,
     pub(crate) prev: Cell<*mut Slab>,
     pub(crate) heap_id: Cell<u64>,
-    /// Collected remote frees waiting for `free` to run dry (owner only; counted free).
+    /// Collected remote frees waiting for `free` to run dry (owner only; counted free; null
+    /// when empty).
     pub(crate) deferred: Cell<*mut Block>,
-    /// While in the pool's free list: when it was freed (ms) and how resident it still is
-    /// (`purge::Stage`).
-    pub(crate) freed_at: Cell<u64>,
-    /// In the first slab of a segment: how many of the segment's slabs are in the pool's free
-    /// list (all of them: the segment can go back to the OS whole).
-    pub(crate) seg_free: Cell<u32>,
+    /// [`link::divisor`] of `block_size` (the allocation's link check reads it here, on the
+    /// owner's line; `div` is the same on the shared line).
+    pub(crate) div_local: Cell<u64>,
+    pub(crate) used: Cell<u32>,
+    /// `capacity · block_size`: where the last whole block ends.
+    pub(crate) limit: Cell<u32>,
     pub(crate) class: Cell<u8>,
-    pub(crate) stage: Cell<u8>,
     // Second line: shared with other threads.
     pub(crate) owner: AtomicUsize,
     pub(crate) remote: RemoteList,
+    /// [`link::divisor`] of `block_size`, for the block-boundary check of a free.
+    pub(crate) div: Cell<u64>,
+    /// While in the pool's free list: when it was freed (ms).
+    pub(crate) freed_at: Cell<u64>,
     pub(crate) block_size: Cell<u32>,
-    /// Read by other threads (the bounds check of a remote free, `usable_size`): atomic.
+    /// Blocks carved so far. Read by other threads (`usable_size`): atomic.
     pub(crate) carved: SharedU32,
-    /// [`reciprocal`] of `block_size`, for the bounds check (set with it).
-    pub(crate) recip: Cell<u64>,
+    /// `carved · block_size`: the end of the carved blocks, for the bounds check of a free.
+    pub(crate) carved_bytes: SharedU32,
     /// How many remote frees into this slab a thread may hold back (`heap::Pending`): set by
     /// the heap with `block_size`.
     pub(crate) remote_batch: Cell<u32>,
+    pub(crate) capacity: Cell<u32>,
+    /// In the first slab of a segment: how many of the segment's slabs are in the pool's free
+    /// list (all of them: the segment can go back to the OS whole).
+    pub(crate) seg_free: Cell<u32>,
+    /// While in the pool's free list: how resident it still is (`purge::Stage`).
+    pub(crate) stage: Cell<u8>,
 }
 
 #[cfg(not(loom))]
 const _: () = {
     use core::mem::offset_of;
     assert!(
-        offset_of!(Slab, stage) < 64,
+        offset_of!(Slab, class) < 64,
         "the owner's fields fill the first line"
     );
     assert!(
         offset_of!(Slab, owner) == 64,
         "the shared fields start the second line"
     );
-    assert!(offset_of!(Slab, remote_batch) < 128);
+    assert!(offset_of!(Slab, stage) < 128);
     assert!(core::mem::size_of::<Slab>() == 128);
 };
 
@@ -121,53 +135,53 @@ const _: () = {
 // the slab has no owner); other threads use the atomics only.
 unsafe impl Sync for Slab {}
 
-impl Slab {
-    /// A slab with no memory and no blocks.
-    #[cfg(not(loom))]
-    pub const fn empty() -> Slab {
+/// A slab with no memory and no blocks whose free list reads `$free` (const where the
+/// atomics are).
+macro_rules! empty_slab {
+    ($free:expr) => {
         Slab {
-            free: Cell::new(ptr::null_mut()),
-            used: Cell::new(0),
-            block_size: Cell::new(0),
-            owner: AtomicUsize::new(0),
-            remote: RemoteList::new(),
-            capacity: Cell::new(0),
-            carved: SharedU32::new(0),
-            recip: Cell::new(0),
-            remote_batch: Cell::new(0),
-            class: Cell::new(0),
+            free: Cell::new($free),
             next: Cell::new(ptr::null_mut()),
             prev: Cell::new(ptr::null_mut()),
             heap_id: Cell::new(0),
             deferred: Cell::new(ptr::null_mut()),
+            div_local: Cell::new(0),
+            used: Cell::new(0),
+            limit: Cell::new(0),
+            class: Cell::new(0),
+            owner: AtomicUsize::new(0),
+            remote: RemoteList::new(),
+            div: Cell::new(0),
             freed_at: Cell::new(0),
-            stage: Cell::new(0),
+            block_size: Cell::new(0),
+            carved: SharedU32::new(0),
+            carved_bytes: SharedU32::new(0),
+            remote_batch: Cell::new(0),
+            capacity: Cell::new(0),
             seg_free: Cell::new(0),
+            stage: Cell::new(0),
         }
+    };
+}
+
+impl Slab {
+    /// A slab with no memory and no blocks.
+    #[cfg(not(loom))]
+    pub const fn empty() -> Slab {
+        empty_slab!(ptr::null_mut())
+    }
+
+    /// A slab with no memory and no blocks whose free list reads "empty" when the slab lives
+    /// at `at` (for a static that stands for "no slab", with its own address).
+    #[cfg(not(loom))]
+    pub const fn empty_at(at: *const Slab) -> Slab {
+        empty_slab!(at as *mut Block)
     }
 
     /// A slab with no memory and no blocks (loom: not `const`, its cells are checked).
     #[cfg(loom)]
     pub fn empty() -> Slab {
-        Slab {
-            free: Cell::new(ptr::null_mut()),
-            used: Cell::new(0),
-            block_size: Cell::new(0),
-            owner: AtomicUsize::new(0),
-            remote: RemoteList::new(),
-            capacity: Cell::new(0),
-            carved: SharedU32::new(0),
-            recip: Cell::new(0),
-            remote_batch: Cell::new(0),
-            class: Cell::new(0),
-            next: Cell::new(ptr::null_mut()),
-            prev: Cell::new(ptr::null_mut()),
-            heap_id: Cell::new(0),
-            deferred: Cell::new(ptr::null_mut()),
-            freed_at: Cell::new(0),
-            stage: Cell::new(0),
-            seg_free: Cell::new(0),
-        }
+        empty_slab!(ptr::null_mut())
     }
 
     /// Prepares an unused slab of `slab_size` bytes to serve blocks of `block_size` for the
@@ -181,17 +195,42 @@ impl Slab {
         heap_id: u64,
     ) {
         debug_assert!(self.remote.is_empty() && self.used.get() == 0);
-        self.free.set(ptr::null_mut());
+        link::init_key();
+        let capacity = (slab_size - SLAB_HEADER) / block_size;
+        self.free.set(self.end());
         self.deferred.set(ptr::null_mut());
         self.used.set(0);
         self.carved.set(0);
+        self.carved_bytes.set(0);
         self.class.set(class as u8);
         self.block_size.set(block_size as u32);
-        self.recip.set(reciprocal(block_size));
-        self.capacity
-            .set(((slab_size - SLAB_HEADER) / block_size) as u32);
+        self.div.set(link::divisor(block_size));
+        self.div_local.set(link::divisor(block_size));
+        self.capacity.set(capacity as u32);
+        self.limit.set((capacity * block_size) as u32);
         self.heap_id.set(heap_id);
         self.owner.store(tid, Ordering::Relaxed);
+    }
+
+    /// Forgets the slab's format (it holds no live block): no pointer into it is a block.
+    pub(crate) fn unformat(&self) {
+        self.capacity.set(0);
+        self.carved.set(0);
+        self.carved_bytes.set(0);
+        self.limit.set(0);
+        self.block_size.set(0);
+    }
+
+    /// The end of every list of this slab's blocks: the slab's own address (never a block).
+    #[inline(always)]
+    pub(crate) fn end(&self) -> *mut Block {
+        self as *const Slab as *mut Block
+    }
+
+    /// Whether the owner's free list holds a block.
+    #[inline(always)]
+    pub(crate) fn has_free(&self) -> bool {
+        self.free.get() != self.end()
     }
 
     /// The first block's address.
@@ -200,11 +239,104 @@ impl Slab {
         (self as *const Slab as *mut u8).wrapping_add(SLAB_HEADER)
     }
 
+    /// Pops the head of the free list (owner only, [`Self::has_free`] true), after checking
+    /// that its link decodes to a block boundary of this slab or to the list's end; starts
+    /// fetching the next head.
+    ///
+    /// # Safety
+    /// The caller owns the slab and its free list holds a block.
+    #[inline(always)]
+    pub(crate) unsafe fn pop(&self) -> *mut Block {
+        let b = self.free.get();
+        // SAFETY: `b` heads the free list of a slab the caller owns.
+        let next = link::decode(unsafe { (*b).next } as usize, b as usize);
+        let off = next.wrapping_sub(self.start() as usize);
+        if !((off < self.limit.get() as usize) & link::is_multiple(off, self.div_local.get())) {
+            // SAFETY: forwarded.
+            return unsafe { self.pop_last(b, next) };
+        }
+        // SAFETY: forwarded.
+        unsafe { self.take(b, next as *mut Block) };
+        b
+    }
+
+    /// [`Self::pop`] of `b` whose link `next` is not a block: the list's end, or a corruption
+    /// (reported; the rest of the list is dropped, its blocks leak, none is handed out).
+    ///
+    /// # Safety
+    /// As for [`Self::pop`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn pop_last(&self, b: *mut Block, next: usize) -> *mut Block {
+        if next != self.end() as usize {
+            let bs = self.block_size.get() as usize;
+            crate::diag::fault(Fault::Corruption, "malloc", b.cast(), bs, 0);
+        }
+        // SAFETY: forwarded.
+        unsafe { self.take(b, self.end()) };
+        b
+    }
+
+    /// Hands out the head `b` of the free list, `next` becoming the head.
+    ///
+    /// # Safety
+    /// As for [`Self::pop`]; `next` is `b`'s checked link.
+    #[inline(always)]
+    unsafe fn take(&self, b: *mut Block, next: *mut Block) {
+        // SAFETY: `b` is the caller's. Its link goes: a live block must not read as a free
+        // one, nor show the key.
+        unsafe { (*b).next = ptr::null_mut() };
+        self.free.set(next);
+        self.used.set(self.used.get() + 1);
+        prefetch(next);
+    }
+
+    /// Pushes the dead block `b` onto the owner's free list; `key` is [`link::key`].
+    ///
+    /// # Safety
+    /// The caller owns the slab; `b` is one of its blocks, checked by [`Self::check_free`].
+    #[inline(always)]
+    pub(crate) unsafe fn push(&self, b: *mut Block, key: usize) {
+        let raw = self.free.get() as usize ^ b as usize ^ key;
+        // SAFETY: the block is dead and the caller's.
+        unsafe { (*b).next = raw as *mut Block };
+        self.free.set(b);
+    }
+
+    /// Whether a free of `p`, a pointer into this slab of `slab_size` bytes, may go ahead: a
+    /// carved block boundary whose first word does not read as a free block's link (`key`:
+    /// [`link::key`]). Else [`Self::misuse`] tells which fault it is.
+    #[inline(always)]
+    pub(crate) fn check_free(&self, p: *mut u8, slab_size: usize, key: usize) -> bool {
+        let off = (p as usize).wrapping_sub(self.start() as usize);
+        // SAFETY: `p` lies in this slab, which is mapped (a never-used or purged page reads 0).
+        let raw = unsafe { (*p.cast::<Block>()).next } as usize;
+        (off < self.carved_bytes.get() as usize)
+            & link::is_multiple(off, self.div.get())
+            & (raw ^ key >= slab_size)
+    }
+
+    /// Reports the fault [`Self::check_free`] found with `p` (the caller then leaves it alone).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn misuse(&self, p: *mut u8, op: &str) {
+        let off = (p as usize).wrapping_sub(self.start() as usize);
+        let bs = self.block_size.get() as usize;
+        let fault = if off >= self.carved_bytes.get() as usize {
+            Fault::InvalidFree("not a block")
+        } else if !link::is_multiple(off, self.div.get()) {
+            Fault::InvalidFree("interior pointer")
+        } else {
+            Fault::DoubleFree
+        };
+        crate::diag::fault(fault, op, p, bs, 0);
+    }
+
     /// Takes the remote frees (owner only): the list is taken whole, its count from the head
     /// word, without touching a block, and `used` drops by that count. The blocks go to
     /// `free` when it is dry, else to `deferred`, which `free` takes over when it runs dry.
     pub(crate) fn collect(&self, counters: &TierCounters) {
-        if self.free.get().is_null() && !self.deferred.get().is_null() {
+        if !self.has_free() && !self.deferred.get().is_null() {
             self.free.set(self.deferred.replace(ptr::null_mut()));
         }
         let (remote, n) = self.remote.take_all();
@@ -213,14 +345,14 @@ impl Slab {
         }
         self.used.set(self.used.get() - n);
         counters.remote.add(n as u64);
-        if self.free.get().is_null() {
+        if !self.has_free() {
             // The usual case (collection runs when `free` is dry): no walk at all.
             self.free.set(remote);
         } else if self.deferred.get().is_null() {
             self.deferred.set(remote);
         } else {
             // SAFETY: both lists hold dead blocks of this slab, now the owner's.
-            unsafe { self.deferred.set(concat(remote, self.deferred.get())) };
+            unsafe { self.deferred.set(self.concat(remote, self.deferred.get())) };
         }
     }
 
@@ -255,89 +387,54 @@ impl Slab {
         // Counted first: a locked add waits for every earlier store to drain, and the stores
         // below all miss (fresh memory): after them it stalled for all of them.
         counters.carved.add(n as u64);
-        // SAFETY: blocks carved..carved+n lie inside this slab's 64 KiB and are unused.
+        // SAFETY: blocks carved..carved+n lie inside this slab and are unused.
         unsafe {
             let first = self.start().add(carved as usize * bs);
             let mut b = first;
             for _ in 1..n {
                 let next = b.add(bs);
-                (*b.cast::<Block>()).next = next.cast();
+                (*b.cast::<Block>()).next = link::encode(next as usize, b as usize) as *mut Block;
                 b = next;
             }
-            (*b.cast::<Block>()).next = self.free.get();
+            let last = link::encode(self.free.get() as usize, b as usize);
+            (*b.cast::<Block>()).next = last as *mut Block;
             self.free.set(first.cast());
         }
         self.carved.set(carved + n);
+        self.carved_bytes.set((carved + n) * bs as u32);
         true
     }
 
-    /// Whether `p` is the start of a block of this (formatted) slab.
+    /// Whether `p` is the start of a carved block of this (formatted) slab.
     pub(crate) fn holds_block(&self, p: *mut u8) -> bool {
-        let (start, bs) = (self.start() as usize, self.block_size.get() as usize);
-        let off = (p as usize).wrapping_sub(start);
-        bs != 0 && off < self.carved.get() as usize * bs && is_multiple(off, bs, self.recip.get())
+        let off = (p as usize).wrapping_sub(self.start() as usize);
+        (off < self.carved_bytes.get() as usize) & link::is_multiple(off, self.div.get())
     }
-}
 
-/// log2 of the fixed-point scale of [`reciprocal`].
-const RECIP_SHIFT: u32 = 44;
-/// Offsets and block sizes [`is_multiple`] is exact for (slabs are at most 4 MiB).
-pub const RECIP_LIMIT: usize = 1 << 22;
-
-/// `ceil(2^44 / bs)`: with it, `is_multiple` tests divisibility by `bs` with a multiply
-/// instead of a division (~25 cycles on the remote-free path, where every free checks that
-/// its pointer is a block boundary).
-pub const fn reciprocal(bs: usize) -> u64 {
-    (1u64 << RECIP_SHIFT).div_ceil(bs as u64)
-}
-
-/// Whether `off` is a multiple of `bs`, for `off, bs < 2^22`, `bs ≥ 8` (the smallest block)
-/// and `recip = reciprocal(bs)`.
-/// Exact: writing `recip·bs = 2^44 + e` with `0 ≤ e < bs`, `off·recip / 2^44` exceeds
-/// `off / bs` by `off·e / (bs·2^44) < 1/bs`, so its floor is `off / bs` rounded down, and
-/// `off` is a multiple exactly when that quotient times `bs` gives it back. `off·recip`
-/// stays below 2^22 · (2^41 + 1) < 2^64.
-#[inline(always)]
-pub fn is_multiple(off: usize, bs: usize, recip: u64) -> bool {
-    debug_assert!(off < RECIP_LIMIT && (8..RECIP_LIMIT).contains(&bs));
-    let q = (off as u64 * recip) >> RECIP_SHIFT;
-    q * bs as u64 == off as u64
-}
-
-#[cfg(all(test, not(loom)))]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reciprocal_divisibility_is_exact() {
-        let mut sizes: std::vec::Vec<usize> = (8..=2048).collect();
-        sizes.extend([
-            3000,
-            4096,
-            10_000,
-            32 << 10,
-            40 << 10,
-            56 << 10,
-            1 << 20,
-            (1 << 22) - 1,
-        ]);
-        for bs in sizes {
-            let r = reciprocal(bs);
-            // Every multiple below the limit, and its neighbours.
-            for k in 0..(RECIP_LIMIT / bs).min(4096) {
-                let m = k * bs;
-                assert!(is_multiple(m, bs, r), "{m} is a multiple of {bs}");
-                for off in [m + 1, m + bs / 2, m + bs - 1] {
-                    if off < RECIP_LIMIT {
-                        assert_eq!(is_multiple(off, bs, r), off % bs == 0, "off {off} bs {bs}");
-                    }
-                }
+    /// Prepends the list `a` to `b`; returns the head. (Walks `a`: only when an adopted slab
+    /// still has both of its owner-side lists in use.) A link of `a` that is not a block of
+    /// this slab is a corruption: reported, and `a` is cut there.
+    ///
+    /// # Safety
+    /// `a` must be a non-empty list of dead blocks of this slab owned by the caller.
+    unsafe fn concat(&self, a: *mut Block, b: *mut Block) -> *mut Block {
+        let mut tail = a;
+        loop {
+            // SAFETY: `tail` is a checked block of the caller's list.
+            let next = link::decode(unsafe { (*tail).next } as usize, tail as usize);
+            if next == self.end() as usize {
+                break;
             }
-            // The top of the range.
-            for off in RECIP_LIMIT - 3 * bs.min(1000)..RECIP_LIMIT {
-                assert_eq!(is_multiple(off, bs, r), off % bs == 0, "off {off} bs {bs}");
+            if !self.holds_block(next as *mut u8) {
+                let bs = self.block_size.get() as usize;
+                crate::diag::fault(Fault::Corruption, "malloc", tail.cast(), bs, 0);
+                break;
             }
+            tail = next as *mut Block;
         }
+        // SAFETY: as above.
+        unsafe { (*tail).next = link::encode(b as usize, tail as usize) as *mut Block };
+        a
     }
 }
 
@@ -371,19 +468,17 @@ pub(crate) fn unlink(head: &mut *mut Slab, s: &Slab) {
     s.prev.set(ptr::null_mut());
 }
 
-/// Prepends the list `a` to `b`; returns the head. (Walks `a`: only when an adopted slab
-/// still has both of its owner-side lists in use.)
-///
-/// # Safety
-/// `a` must be a non-empty, null-terminated list of dead blocks owned by the caller.
-unsafe fn concat(a: *mut Block, b: *mut Block) -> *mut Block {
-    let mut tail = a;
-    // SAFETY: walking a list the caller owns.
+/// Starts fetching the block the next allocation of a class will hand out: a block another
+/// core freed last is a cache miss, and a run of allocations (a producer filling a batch) then
+/// overlaps those misses instead of taking them one after the other. A hint: any address is
+/// fine.
+#[inline(always)]
+fn prefetch(b: *mut Block) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults, whatever the address.
     unsafe {
-        while !(*tail).next.is_null() {
-            tail = (*tail).next;
-        }
-        (*tail).next = b;
-    }
-    a
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(b.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = b;
 }

@@ -13,6 +13,7 @@
 
 #[cfg(not(loom))]
 pub mod heap;
+pub mod link;
 pub mod meta;
 #[cfg(not(loom))]
 pub mod pool;

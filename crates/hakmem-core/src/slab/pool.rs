@@ -225,9 +225,7 @@ impl SlabPool {
         debug_assert_eq!(s.used.get(), 0);
         debug_assert!(s.remote.is_empty());
         s.owner.store(0, Ordering::Relaxed);
-        s.capacity.set(0);
-        s.carved.set(0);
-        s.block_size.set(0);
+        s.unformat();
         let size = self.slab_size.load(Ordering::Relaxed);
         let mut stage = Stage::Hot;
         if config::get().eager_purge() {
@@ -304,9 +302,7 @@ impl SlabPool {
                 if s.live() == 0 {
                     l.abandoned_remove(s);
                     s.drop_remote(counters);
-                    s.capacity.set(0);
-                    s.carved.set(0);
-                    s.block_size.set(0);
+                    s.unformat();
                     // Its last block went at some unknown time since the thread left:
                     // age it as long free, so this very pass can give it back.
                     s.stage.set(Stage::Hot as u8);

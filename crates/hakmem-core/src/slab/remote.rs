@@ -7,6 +7,7 @@
 //! blocks it took without walking the list: the walk would fetch every block, each last
 //! written by another core, one dependent cache miss after another.
 
+use super::link;
 use crate::sync::{AtomicU64, Ordering};
 use core::ptr;
 
@@ -61,28 +62,30 @@ impl RemoteList {
     ///
     /// # Safety
     /// `b` must be a dead block of the list's slab, owned by the caller, at an address below
-    /// 2^48.
+    /// 2^48; `end` is the slab's list end (its address).
     #[inline]
-    pub unsafe fn push(&self, b: *mut Block) {
+    pub unsafe fn push(&self, b: *mut Block, end: *mut Block) {
         // SAFETY: a one-block chain, as the caller promises.
-        unsafe { self.push_chain(b, b, 1) }
+        unsafe { self.push_chain(b, b, 1, end) }
     }
 
-    /// Pushes a chain of `n` blocks, `first` to `last` linked through `next`, with one CAS.
-    /// After it the caller must not touch the blocks or the slab again.
+    /// Pushes a chain of `n` blocks, `first` to `last` linked through `next` (encoded links,
+    /// `super::link`), with one CAS; `last` gets the encoded link to the old head (`end` if
+    /// none). After it the caller must not touch the blocks or the slab again.
     ///
     /// # Safety
     /// The chain must hold exactly `n` dead blocks of the list's slab, owned by the caller,
     /// at addresses below 2^48; the list must then still count at most [`MAX_COUNT`].
     #[inline]
-    pub unsafe fn push_chain(&self, first: *mut Block, last: *mut Block, n: u32) {
+    pub unsafe fn push_chain(&self, first: *mut Block, last: *mut Block, n: u32, end: *mut Block) {
         debug_assert!(first as u64 <= PTR_MASK && n >= 1);
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
             let (old, count) = unpack(head);
             debug_assert!(count as u64 + n as u64 <= MAX_COUNT);
+            let old = if old.is_null() { end } else { old };
             // SAFETY: the caller owns the chain until the CAS publishes it.
-            unsafe { (*last).next = old };
+            unsafe { (*last).next = link::encode(old as usize, last as usize) as *mut Block };
             match self.head.compare_exchange_weak(
                 head,
                 pack(first, count as u64 + n as u64),
@@ -107,7 +110,8 @@ impl RemoteList {
         unpack(self.head.load(Ordering::Relaxed)).1
     }
 
-    /// Takes every waiting block (owner only), with their number.
+    /// Takes every waiting block (owner only), with their number: a chain of encoded links
+    /// ending in the slab's list end.
     #[inline]
     pub fn take_all(&self) -> (*mut Block, u32) {
         if self.is_empty() {
@@ -146,31 +150,35 @@ mod loom_tests {
                     })) as usize
                 })
                 .collect();
+            link::init_key();
+            // The list end: any address that is not one of the blocks.
+            let end = 8usize;
             let l = list.clone();
             let b0 = blocks[0];
             // SAFETY: each block is pushed once, by one thread.
-            let single = loom::thread::spawn(move || unsafe { l.push(b0 as *mut Block) });
+            let single =
+                loom::thread::spawn(move || unsafe { l.push(b0 as *mut Block, end as *mut Block) });
             let l = list.clone();
             let (b1, b2) = (blocks[1], blocks[2]);
             let chain = loom::thread::spawn(move || {
                 let (first, last) = (b1 as *mut Block, b2 as *mut Block);
                 // SAFETY: this thread owns both blocks until the push.
                 unsafe {
-                    (*first).next = last;
-                    l.push_chain(first, last, 2);
+                    (*first).next = link::encode(last as usize, first as usize) as *mut Block;
+                    l.push_chain(first, last, 2, end as *mut Block);
                 }
             });
             let hs = [single, chain];
             // SAFETY: the fourth block belongs to this thread.
-            unsafe { list.push(blocks[3] as *mut Block) };
+            unsafe { list.push(blocks[3] as *mut Block, end as *mut Block) };
             let mut seen = Vec::new();
             let take = |seen: &mut Vec<usize>| {
                 let (mut b, n) = list.take_all();
                 let before = seen.len();
-                while !b.is_null() {
+                while !b.is_null() && b as usize != end {
                     seen.push(b as usize);
                     // SAFETY: taken blocks belong to the owner.
-                    b = unsafe { (*b).next };
+                    b = link::decode(unsafe { (*b).next } as usize, b as usize) as *mut Block;
                 }
                 assert_eq!(
                     seen.len() - before,
