@@ -21,7 +21,8 @@
 //!
 //! Other variables: `HAKMEM_STATS` (`0`/`1`: counters at exit), `HAKMEM_PURGE_DELAY_MS`
 //! (`100`, 0..=60000), `HAKMEM_ELO_REPORT` (`0`/`1`: the learning leaderboard at exit),
-//! `HAKMEM_ON_ERROR` (`abort`/`warn`: what a detected heap misuse does after its report).
+//! `HAKMEM_ON_ERROR` (`abort`/`warn`: what a detected heap misuse does after its report),
+//! `HAKMEM_SECURE` (`0`/`1`: the hardened mode).
 //! `docs/CONFIGURATION.md` describes each.
 
 // Plain std atomics: read-once configuration is not a structure the loom models check.
@@ -130,6 +131,10 @@ pub struct Config {
     pub bigcache: bool,
     /// `HAKMEM_ON_ERROR`.
     pub on_error: OnError,
+    /// `HAKMEM_SECURE=1`: every allocation and free takes the checked slow path, which zeroes
+    /// freed blocks, holds them in a small quarantine before reuse, and carves fresh blocks
+    /// in a random order.
+    pub secure: bool,
 }
 
 impl Config {
@@ -165,6 +170,7 @@ impl Config {
             },
             bigcache: full,
             on_error: OnError::Abort,
+            secure: false,
         }
     }
 
@@ -390,6 +396,7 @@ pub fn parse_with(
             d.on_error,
             "abort",
         ),
+        secure: flag(c"HAKMEM_SECURE", d.secure),
     }
 }
 
@@ -404,7 +411,7 @@ pub fn from_env() -> Config {
 pub fn print(c: &Config) {
     let oo = |b: bool| if b { "on" } else { "off" };
     crate::diag::print(format_args!(
-        "hakmem-config: mode={} free_policy={} purge_delay_ms={} thp={} evo={} stats={} elo_report={}",
+        "hakmem-config: mode={} free_policy={} purge_delay_ms={} thp={} evo={} stats={} elo_report={} on_error={} secure={}",
         mode_name(c.mode),
         free_policy_name(c.free_policy),
         c.purge_delay_ms,
@@ -412,6 +419,12 @@ pub fn print(c: &Config) {
         evo_name(c.evo),
         on_off(c.stats),
         on_off(c.elo_report),
+        if c.on_error == OnError::Abort {
+            "abort"
+        } else {
+            "warn"
+        },
+        on_off(c.secure),
     ));
     crate::diag::print(format_args!(
         "hakmem-features: tiny_pool={} pool={} l25={} bigcache={} site_rules={} elo={} evo={} batch_madvise={}",

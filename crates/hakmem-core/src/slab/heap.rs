@@ -21,7 +21,7 @@
 //! or given back by a purge pass once all its blocks are free.
 
 use super::link;
-use super::meta::{ABANDONED, FULL, Slab};
+use super::meta::{ABANDONED, FULL, SECURE, Slab};
 use super::pool::slab_of;
 use super::remote::Block;
 use super::{Geometry, slab_size};
@@ -141,6 +141,9 @@ impl Pending {
     }
 }
 
+/// Blocks a heap in the hardened mode holds freed before they can be handed out again.
+const QUARANTINE: usize = 16;
+
 /// Slabs a heap holds remote frees for at once (direct-mapped by slab address).
 const PENDING: usize = 32;
 /// The most remote frees held back per slab.
@@ -178,6 +181,13 @@ pub struct Heap<G: Geometry, const D: usize, const C: usize> {
     /// Remote frees held back per slab ([`Pending`]), pushed when an entry reaches
     /// the slab's `remote_batch` or another slab needs it, at a trim and at thread exit.
     pending: [Pending; PENDING],
+    /// The hardened mode (`HAKMEM_SECURE=1`): the direct table stays on [`EMPTY`] and `tid`
+    /// carries [`SECURE`], so every malloc and free takes the slow path.
+    secure: Cell<bool>,
+    /// Freed blocks held back in the hardened mode (zeroed, reading as free), the oldest
+    /// released when a new one comes: a ring.
+    quarantine: [Cell<*mut Block>; QUARANTINE],
+    quarantine_next: Cell<u32>,
     state: Cell<u8>,
     _tier: PhantomData<G>,
 }
@@ -202,6 +212,9 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
             id: Cell::new(0),
             last_trim: Cell::new(0),
             pending: [const { Pending::new() }; PENDING],
+            secure: Cell::new(false),
+            quarantine: [const { Cell::new(ptr::null_mut()) }; QUARANTINE],
+            quarantine_next: Cell::new(0),
             state: Cell::new(UNINIT),
             _tier: PhantomData,
         }
@@ -240,12 +253,17 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
             && self.pending.iter().all(|e| {
                 null(&e.slab) && e.first.get().is_null() && e.last.get().is_null() && e.n.get() == 0
             })
+            && !self.secure.get()
+            && self.quarantine.iter().all(|q| q.get().is_null())
+            && self.quarantine_next.get() == 0
             && self.state.get() == UNINIT
     }
 
     fn init(&self) {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-        self.tid.set(thread_id());
+        let secure = crate::config::get().secure;
+        self.secure.set(secure);
+        self.tid.set(thread_id() | if secure { SECURE } else { 0 });
         self.id.set(NEXT_ID.fetch_add(1, Ordering::Relaxed));
         self.state.set(ACTIVE);
         // Last: registering may allocate (and so re-enter this heap, now active).
@@ -269,7 +287,11 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
                 h.used.set(h.used.get() + 1);
             }
         }
-        let s = if head.is_null() { EMPTY_PTR } else { head };
+        let s = if head.is_null() || self.secure.get() {
+            EMPTY_PTR
+        } else {
+            head
+        };
         let (a, b) = G::direct_range(class);
         for d in &self.direct[a..=b] {
             d.set(s);
@@ -338,7 +360,7 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
                         continue;
                     }
                 }
-                if !s.has_free() && !s.carve(G::counters()) {
+                if !s.has_free() && !s.carve(G::counters(), self.secure.get()) {
                     self.avail[class].remove(s);
                     self.full[class].push_front(s);
                     s.owner.store(self.tid.get() | FULL, Ordering::Relaxed);
@@ -467,6 +489,7 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
         if self.state.get() != ACTIVE {
             return;
         }
+        self.flush_quarantine();
         self.flush_pending();
         for class in 0..C {
             // Slabs whose last blocks were freed by other threads are only found by collecting.
@@ -528,6 +551,7 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
     /// under one acquisition of the pool lock. No block is touched.
     pub(crate) fn abandon_all(&self) {
         // First: held blocks may be of this heap's own slabs (adopted since), and count there.
+        self.flush_quarantine();
         self.flush_pending();
         let (mut dead, mut live): (*mut Slab, *mut Slab) = (ptr::null_mut(), ptr::null_mut());
         for class in 0..C {
@@ -607,6 +631,49 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
         e.first.set(b);
         e.last.set(b);
         e.n.set(1);
+    }
+
+    /// The hardened mode's free of `b`, a checked block of `s`, a slab of this heap: the block
+    /// is zeroed, made to read as free (a second free of it is a double free), and held in the
+    /// quarantine; the oldest held block goes back to its slab.
+    fn quarantine_free(&self, s: &Slab, b: *mut Block) {
+        let bs = s.block_size.get() as usize;
+        // SAFETY: `b` is a dead block of `bs` bytes, the caller's to dispose of.
+        unsafe {
+            ptr::write_bytes(b.cast::<u8>(), 0, bs);
+            (*b).next = link::encode(s.end() as usize, b as usize) as *mut Block;
+        }
+        let i = self.quarantine_next.get() as usize;
+        self.quarantine_next.set(((i + 1) % QUARANTINE) as u32);
+        let old = self.quarantine[i].replace(b);
+        if !old.is_null() {
+            self.release_held(old);
+        }
+    }
+
+    /// Gives a block out of the quarantine back to its slab (this heap's).
+    fn release_held(&self, b: *mut Block) {
+        let s = slab_of::<G>(b.cast());
+        if s.owner.load(Ordering::Relaxed) & FULL != 0 && !self.unfull(s) {
+            return;
+        }
+        // SAFETY: a dead, checked block of a slab this heap owns.
+        unsafe { s.push(b, link::key()) };
+        s.used.set(s.used.get() - 1);
+        if s.used.get() == 0 {
+            self.slab_emptied(s);
+        }
+    }
+
+    /// Gives every quarantined block back (a trim, thread exit).
+    fn flush_quarantine(&self) {
+        for q in &self.quarantine {
+            let b = q.replace(ptr::null_mut());
+            if !b.is_null() {
+                self.release_held(b);
+            }
+        }
+        self.quarantine_next.set(0);
     }
 
     /// Pushes every held remote free.
@@ -760,7 +827,7 @@ fn free_slow<G: Geometry, const D: usize, const C: usize>(
     // Thread ids are aligned: bit 1 is set only in `ABANDONED`. Another thread's full slab
     // takes the usual path.
     let owner = s.owner.load(Ordering::Relaxed);
-    if owner & ABANDONED != 0 || owner == thread_id() | FULL {
+    if owner & (ABANDONED | SECURE) != 0 || owner == thread_id() | FULL {
         return free_special(heap, s, p);
     }
     if !s.check_free(p, slab_size::<G>(), link::key()) {
@@ -769,8 +836,9 @@ fn free_slow<G: Geometry, const D: usize, const C: usize>(
     heap.free_remote(s, p.cast());
 }
 
-/// [`free_slow`] into a full or abandoned slab: a full slab of this heap goes back to its
-/// available queue, an abandoned one may be adopted; else a remote free.
+/// [`free_slow`] into a full, abandoned or hardened slab: a full slab of this heap goes back to
+/// its available queue, an abandoned one may be adopted, a hardened one of this heap takes
+/// the block into the quarantine; else a remote free (zeroed first in the hardened mode).
 #[inline(never)]
 fn free_special<G: Geometry, const D: usize, const C: usize>(
     heap: &Heap<G, D, C>,
@@ -781,12 +849,18 @@ fn free_special<G: Geometry, const D: usize, const C: usize>(
     if !s.check_free(p, slab_size::<G>(), link::key()) {
         return s.misuse(p, "free");
     }
-    if s.owner.load(Ordering::Relaxed) == thread_id() | FULL && heap.unfull(s) {
+    let owner = s.owner.load(Ordering::Relaxed);
+    let me = heap.tid.get();
+    if me != 0 && owner & !FULL == me && heap.owns(s) && (owner & FULL == 0 || heap.unfull(s)) {
         return free_owned(heap, s, b);
     }
-    if G::ADOPT_ON_FREE && s.owner.load(Ordering::Relaxed) == ABANDONED && heap.adopt(s) {
+    if G::ADOPT_ON_FREE && owner == ABANDONED && heap.adopt(s) {
         free_owned(heap, s, b);
         return heap.trim_after_adopt();
+    }
+    if owner & SECURE != 0 {
+        // SAFETY: the block is dead and the caller's; its first word is rewritten at the push.
+        unsafe { ptr::write_bytes(p, 0, s.block_size.get() as usize) };
     }
     heap.free_remote(s, b);
 }
@@ -798,6 +872,9 @@ fn free_owned<G: Geometry, const D: usize, const C: usize>(
     s: &Slab,
     b: *mut Block,
 ) {
+    if heap.secure.get() {
+        return heap.quarantine_free(s, b);
+    }
     // SAFETY: `b` is a dead, checked block of a slab this thread owns.
     unsafe { s.push(b, link::key()) };
     s.used.set(s.used.get() - 1);

@@ -212,7 +212,7 @@ fn slab(addr: usize) -> &'static Slab {
 fn alloc(s: &Slab) -> usize {
     if !s.has_free() {
         s.collect(&TINY);
-        if !s.has_free() && !s.carve(&TINY) {
+        if !s.has_free() && !s.carve(&TINY, false) {
             return 0;
         }
     }

@@ -57,6 +57,9 @@ pub const FULL: usize = 1;
 /// Owner value of a slab abandoned by an exited thread, waiting in its pool (thread ids are
 /// aligned addresses, so no thread has this id). The first thread to free into it may adopt it.
 pub const ABANDONED: usize = 2;
+/// Owner flag: the owning heap runs the hardened mode (`HAKMEM_SECURE=1`), so no free of its
+/// blocks takes the hot path (the owner test there compares the bare thread id).
+pub const SECURE: usize = 4;
 /// Blocks are carved from fresh memory 16 at a time, but at least 4 KiB and at most 8 KiB of
 /// them (at least one block): a class with few blocks in use touches little (8 KiB for every
 /// class cost ~130 KiB of peak RSS on `xthread`, one first carve per producer and class), and
@@ -371,9 +374,10 @@ impl Slab {
         counters.remote.add(n as u64);
     }
 
-    /// Carves a batch of never-used blocks ([`CARVE_BLOCKS`]) onto `free` (owner only). False when
-    /// the slab has no fresh memory left.
-    pub(crate) fn carve(&self, counters: &TierCounters) -> bool {
+    /// Carves a batch of never-used blocks ([`CARVE_BLOCKS`]) onto `free` (owner only), in
+    /// address order or, when `shuffle`, in a random one. False when the slab has no fresh
+    /// memory left.
+    pub(crate) fn carve(&self, counters: &TierCounters, shuffle: bool) -> bool {
         let (carved, cap, bs) = (
             self.carved.get(),
             self.capacity.get(),
@@ -387,22 +391,52 @@ impl Slab {
         // Counted first: a locked add waits for every earlier store to drain, and the stores
         // below all miss (fresh memory): after them it stalled for all of them.
         counters.carved.add(n as u64);
-        // SAFETY: blocks carved..carved+n lie inside this slab and are unused.
-        unsafe {
-            let first = self.start().add(carved as usize * bs);
-            let mut b = first;
-            for _ in 1..n {
-                let next = b.add(bs);
-                (*b.cast::<Block>()).next = link::encode(next as usize, b as usize) as *mut Block;
-                b = next;
+        let first = self.start().wrapping_add(carved as usize * bs);
+        if shuffle {
+            self.carve_shuffled(first, n as usize, bs);
+        } else {
+            // SAFETY: blocks carved..carved+n lie inside this slab and are unused.
+            unsafe {
+                let mut b = first;
+                for _ in 1..n {
+                    let next = b.add(bs);
+                    (*b.cast::<Block>()).next =
+                        link::encode(next as usize, b as usize) as *mut Block;
+                    b = next;
+                }
+                let last = link::encode(self.free.get() as usize, b as usize);
+                (*b.cast::<Block>()).next = last as *mut Block;
             }
-            let last = link::encode(self.free.get() as usize, b as usize);
-            (*b.cast::<Block>()).next = last as *mut Block;
             self.free.set(first.cast());
         }
         self.carved.set(carved + n);
         self.carved_bytes.set((carved + n) * bs as u32);
         true
+    }
+
+    /// Pushes the `n` fresh blocks of `bs` bytes from `first` onto `free` in a random order
+    /// (Fisher–Yates, seeded by the key and the address): where the next block comes from is
+    /// not predictable from the last.
+    #[cold]
+    fn carve_shuffled(&self, first: *mut u8, n: usize, bs: usize) {
+        const MAX: usize = CARVE_MAX_BYTES / 8;
+        let mut order = [0u16; MAX];
+        let n = n.min(MAX);
+        let mut x = (link::key() ^ first as usize ^ crate::os::now_ms() as usize) as u64 | 1;
+        for i in 0..n {
+            order[i] = i as u16;
+        }
+        for i in (1..n).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            order.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        for &i in &order[..n] {
+            let b = first.wrapping_add(i as usize * bs).cast::<Block>();
+            // SAFETY: a fresh block of this slab, the owner's.
+            unsafe { self.push(b, link::key()) };
+        }
     }
 
     /// Whether `p` is the start of a carved block of this (formatted) slab.
