@@ -10,8 +10,9 @@
 //! Invariants: no function here allocates through Rust's global allocator (which in this library
 //! is the system one, i.e. these very functions), panics (`panic = "abort"` in release), or does
 //! `std` I/O; `free` keeps `errno`; failures set `ENOMEM`/`EINVAL` exactly as POSIX says. A
-//! constructor registers `fork` handlers that hold every hakmem lock across `fork`, and a
-//! destructor prints the counters when `HAKMEM_STATS=1`.
+//! constructor registers `fork` handlers that hold every hakmem lock across the `fork` of a
+//! multi-threaded process (after glibc's `FILE`-list lock, in glibc's order) and none in a
+//! single-threaded one, and a destructor prints the counters when `HAKMEM_STATS=1`.
 #![allow(clippy::missing_safety_doc)] // each export's contract is the C standard's
 
 use core::ffi::{c_char, c_int, c_void};
@@ -216,6 +217,7 @@ pub extern "C" fn hakmem_owns(p: *const c_void) -> c_int {
 
 mod lifecycle {
     //! Load-time and exit-time hooks, without allocation of their own.
+    use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
     use hakmem_core::{config, stats};
 
     /// In lock order: the learner first (it takes the policy's writer lock inside, and no
@@ -261,8 +263,9 @@ mod lifecycle {
         /// True while the process has never had a second thread (glibc clears the flag before
         /// it creates one).
         pub fn single_threaded() -> bool {
-            // SAFETY: a `char` glibc exports and only ever writes with plain stores; reading it
-            // as an atomic byte is what its documentation allows applications.
+            // SAFETY: glibc's flag lives as long as the process. Only glibc writes it, and only
+            // to 0 when a thread is created: while it reads 1 this is the only thread, and once
+            // it reads 0 a racing write stores 0 again. A byte load is all the manual allows.
             let flag = unsafe {
                 AtomicU8::from_ptr((&raw const __libc_single_threaded).cast_mut().cast())
             };
@@ -293,11 +296,9 @@ mod lifecycle {
     /// `child` handlers undo exactly that (the flag could change in between, and glibc's may be
     /// reset in the child). Forks of a multi-threaded process run their handlers one at a time
     /// (glibc's and musl's atfork lock); a single-threaded one has no other thread to race.
-    static LOCKED_FOR_FORK: core::sync::atomic::AtomicBool =
-        core::sync::atomic::AtomicBool::new(false);
+    static LOCKED_FOR_FORK: AtomicBool = AtomicBool::new(false);
 
     extern "C" fn before_fork() {
-        use core::sync::atomic::Ordering::Relaxed;
         let lock = !libc_fork::single_threaded();
         LOCKED_FOR_FORK.store(lock, Relaxed);
         if !lock {
@@ -309,7 +310,7 @@ mod lifecycle {
         }
     }
     extern "C" fn after_fork_parent() {
-        if !LOCKED_FOR_FORK.load(core::sync::atomic::Ordering::Relaxed) {
+        if !LOCKED_FOR_FORK.load(Relaxed) {
             return;
         }
         for l in fork_locks().iter().rev() {
@@ -318,7 +319,7 @@ mod lifecycle {
         libc_fork::unlock_file_list();
     }
     extern "C" fn after_fork_child() {
-        if !LOCKED_FOR_FORK.load(core::sync::atomic::Ordering::Relaxed) {
+        if !LOCKED_FOR_FORK.load(Relaxed) {
             return;
         }
         // The file list lock: already re-initialised by glibc, see `libc_fork`.
