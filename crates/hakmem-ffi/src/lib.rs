@@ -10,8 +10,9 @@
 //! Invariants: no function here allocates through Rust's global allocator (which in this library
 //! is the system one, i.e. these very functions), panics (`panic = "abort"` in release), or does
 //! `std` I/O; `free` keeps `errno`; failures set `ENOMEM`/`EINVAL` exactly as POSIX says. A
-//! constructor registers `fork` handlers that hold every hakmem lock across `fork`, and a
-//! destructor prints the counters when `HAKMEM_STATS=1`.
+//! constructor registers `fork` handlers that hold every hakmem lock across the `fork` of a
+//! multi-threaded process (after glibc's `FILE`-list lock, in glibc's order) and none in a
+//! single-threaded one, and a destructor prints the counters when `HAKMEM_STATS=1`.
 #![allow(clippy::missing_safety_doc)] // each export's contract is the C standard's
 
 use core::ffi::{c_char, c_int, c_void};
@@ -216,6 +217,7 @@ pub extern "C" fn hakmem_owns(p: *const c_void) -> c_int {
 
 mod lifecycle {
     //! Load-time and exit-time hooks, without allocation of their own.
+    use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
     use hakmem_core::{config, stats};
 
     /// In lock order: the learner first (it takes the policy's writer lock inside, and no
@@ -232,17 +234,95 @@ mod lifecycle {
         ]
     }
 
+    /// glibc's side of `fork`, which the handlers must fit around.
+    ///
+    /// glibc's `fork` runs the `prepare` handlers, then (multi-threaded only) takes
+    /// `_IO_list_lock`, the lock of the list of open `FILE`s, and only then its own malloc's
+    /// locks, because a thread may hold that list lock (`fflush(NULL)`) while it waits for a
+    /// `FILE` lock whose holder (`getline`) waits in `malloc`. A `prepare` handler that took
+    /// hakmem's locks before glibc takes the list lock closes that cycle, so the handler takes
+    /// the list lock first itself (it is recursive: glibc's own take only counts up). In the
+    /// parent glibc drops its count before the `parent` handlers run, and in the child it
+    /// re-initialises the lock (`_IO_list_resetlock`) before the `child` handlers run, so the
+    /// `parent` handler releases it and the `child` handler must not.
+    ///
+    /// A single-threaded process (`__libc_single_threaded`, glibc 2.32+) takes no lock around
+    /// `fork`, as glibc's malloc does: no other thread can hold one, and the forking thread
+    /// may be a signal handler that interrupted `malloc` in a lock this thread already holds.
+    #[cfg(target_env = "gnu")]
+    mod libc_fork {
+        use core::ffi::c_char;
+        use core::sync::atomic::{AtomicU8, Ordering};
+
+        unsafe extern "C" {
+            fn _IO_list_lock();
+            fn _IO_list_unlock();
+            static __libc_single_threaded: c_char;
+        }
+
+        /// True while the process has never had a second thread (glibc clears the flag before
+        /// it creates one).
+        pub fn single_threaded() -> bool {
+            // SAFETY: glibc's flag lives as long as the process. Only glibc writes it, and only
+            // to 0 when a thread is created: while it reads 1 this is the only thread, and once
+            // it reads 0 a racing write stores 0 again. A byte load is all the manual allows.
+            let flag = unsafe {
+                AtomicU8::from_ptr((&raw const __libc_single_threaded).cast_mut().cast())
+            };
+            flag.load(Ordering::Relaxed) != 0
+        }
+        pub fn lock_file_list() {
+            // SAFETY: glibc's recursive lock of its `FILE` list; paired in `unlock_file_list`.
+            unsafe { _IO_list_lock() }
+        }
+        pub fn unlock_file_list() {
+            // SAFETY: this thread took the lock in `lock_file_list`.
+            unsafe { _IO_list_unlock() }
+        }
+    }
+
+    /// Elsewhere: no known list lock to order against, and no single-threaded flag, so every
+    /// `fork` takes hakmem's locks.
+    #[cfg(not(target_env = "gnu"))]
+    mod libc_fork {
+        pub fn single_threaded() -> bool {
+            false
+        }
+        pub fn lock_file_list() {}
+        pub fn unlock_file_list() {}
+    }
+
+    /// Whether the running `fork`'s `prepare` handler took the locks, so that its `parent` and
+    /// `child` handlers undo exactly that (the flag could change in between, and glibc's may be
+    /// reset in the child). Forks of a multi-threaded process run their handlers one at a time
+    /// (glibc's and musl's atfork lock); a single-threaded one has no other thread to race.
+    static LOCKED_FOR_FORK: AtomicBool = AtomicBool::new(false);
+
     extern "C" fn before_fork() {
+        let lock = !libc_fork::single_threaded();
+        LOCKED_FOR_FORK.store(lock, Relaxed);
+        if !lock {
+            return;
+        }
+        libc_fork::lock_file_list();
         for l in fork_locks() {
             l.lock();
         }
     }
     extern "C" fn after_fork_parent() {
+        if !LOCKED_FOR_FORK.load(Relaxed) {
+            return;
+        }
         for l in fork_locks().iter().rev() {
             l.unlock();
         }
+        libc_fork::unlock_file_list();
     }
     extern "C" fn after_fork_child() {
+        if !LOCKED_FOR_FORK.load(Relaxed) {
+            return;
+        }
+        // The file list lock: already re-initialised by glibc, see `libc_fork`.
         for l in fork_locks() {
             l.reset_after_fork();
         }
