@@ -4,11 +4,13 @@
 //! - `cargo xtask test`: the CI sequence (tools, fmt, clippy, build, tests, loom, bench smoke).
 //! - `cargo xtask loom`: the loom models under `--cfg loom`.
 //! - `cargo xtask bench`: hakmem against glibc, mimalloc, jemalloc and tcmalloc.
+//! - `cargo xtask fuzz`: the shadow-model fuzzer under `LD_PRELOAD` in every mode.
 
 mod bench;
 mod chart;
 mod ci;
 mod config;
+mod fuzz;
 mod model;
 mod parse;
 mod report;
@@ -48,6 +50,8 @@ enum Cmd {
     },
     /// Compare hakmem with glibc and the peer allocators on the workload matrix.
     Bench(bench::BenchOpts),
+    /// Fuzz libhakmem.so against a shadow model for N seconds in every mode (or one).
+    Fuzz(fuzz::FuzzOpts),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
         Cmd::Test { no_lint } => ci::test(no_lint),
         Cmd::Loom { extra } => ci::loom(&extra),
         Cmd::Bench(opts) => bench::bench(&opts).map(|_| ()),
+        Cmd::Fuzz(opts) => fuzz::fuzz(&opts),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
