@@ -41,9 +41,12 @@ pub struct Origin {
     pub tid: usize,
 }
 
+/// The header offset and the reservation length for a block of `size` bytes aligned to `align`.
+/// A zero size counts as one byte: the block must end inside its own reservation (at `head`
+/// exactly, it would point one past the end, possibly into another mapping).
 fn reservation(size: usize, align: usize) -> Option<(usize, usize)> {
     let head = align.max(PAGE);
-    let len = os::align_up(head.checked_add(size)?, CHUNK_SIZE)?;
+    let len = os::align_up(head.checked_add(size.max(1))?, CHUNK_SIZE)?;
     (len <= isize::MAX as usize).then_some((head, len))
 }
 
@@ -344,6 +347,23 @@ mod tests {
             unsafe {
                 assert!(usable_size(p) >= 5000);
                 free(p);
+            }
+        }
+    }
+
+    #[test]
+    fn zero_size_lies_inside_its_mapping() {
+        for align in [PAGE, 1 << 21, CHUNK_SIZE, 2 * CHUNK_SIZE, 16 * CHUNK_SIZE] {
+            let p = alloc(0, align);
+            assert_eq!(p as usize % align, 0);
+            assert_eq!(map::MAP.tag(p as usize), TAG_LARGE, "align {align}");
+            // SAFETY: fresh block of at least one byte, grown, then freed once.
+            unsafe {
+                assert!(usable_size(p) >= 1, "align {align}");
+                p.write(1);
+                let q = resize(p, 100);
+                assert!(!q.is_null() && usable_size(q) >= 100);
+                free(q);
             }
         }
     }

@@ -1,0 +1,114 @@
+/* Edge cases of the C ABI, one per mode (argv[1]), run by tests/edge.rs:
+ *   memalign0  size 0 with every alignment, through posix_memalign/memalign/aligned_alloc: a
+ *              real block of hakmem's (owned, usable, writable, reallocable, freeable);
+ *   errno      posix_memalign's errno as glibc leaves it: ENOMEM after a failure, untouched on
+ *              success and on EINVAL. */
+#include "common.h"
+#include <malloc.h>
+
+static void *(*volatile v_memalign)(size_t, size_t) = memalign;
+static void *(*volatile v_aligned_alloc)(size_t, size_t) = aligned_alloc;
+static int (*volatile v_posix_memalign)(void **, size_t, size_t) = posix_memalign;
+
+/* A size-0 block from `how` (0: posix_memalign, 1: memalign, 2: aligned_alloc). */
+static void *zero_block(int how, size_t align) {
+    void *p = NULL;
+    if (how == 0) {
+        int r = v_posix_memalign(&p, align, 0);
+        CHECK(r == 0, "posix_memalign(%zu, 0) returned %d", align, r);
+    } else if (how == 1) {
+        p = v_memalign(align, 0);
+    } else {
+        p = v_aligned_alloc(align, 0);
+    }
+    return p;
+}
+
+static void t_memalign0(void) {
+    static const char *names[] = {"posix_memalign", "memalign", "aligned_alloc"};
+    void *keep[64];
+    int nkeep = 0;
+    for (int how = 0; how < 3; how++) {
+        for (size_t align = 16; align <= (size_t)64 << 20; align *= 2) {
+            for (int rep = 0; rep < 3; rep++) {
+                /* Something of hakmem's mapped between the zero blocks, so that a pointer past
+                 * the end of its own reservation would land inside another mapping. */
+                if (nkeep < 64)
+                    keep[nkeep++] = malloc(600 << 10);
+                char *p = zero_block(how, align);
+                if (!CHECK(p != NULL, "%s(%zu, 0) returned NULL", names[how], align))
+                    continue;
+                CHECK((uintptr_t)p % align == 0, "%s(%zu, 0) = %p misaligned", names[how], align, (void *)p);
+                CHECK_OWNS(p, "%s(%zu, 0) = %p not owned", names[how], align, (void *)p);
+                size_t u = malloc_usable_size(p);
+                CHECK(u >= 1, "%s(%zu, 0) = %p: usable size %zu", names[how], align, (void *)p, u);
+                if (u >= 1)
+                    p[0] = 'z';
+                char *q = realloc(p, 100);
+                if (!CHECK(q != NULL, "realloc(%s(%zu, 0), 100) returned NULL", names[how], align)) {
+                    free(p);
+                    continue;
+                }
+                CHECK(u < 1 || q[0] == 'z', "realloc lost the byte");
+                memset(q, 'q', 100);
+                CHECK(malloc_usable_size(q) >= 100, "usable size after realloc %zu", malloc_usable_size(q));
+                free(q);
+                /* Freed without a trace: the next one is freed directly. */
+                free(zero_block(how, align));
+            }
+        }
+    }
+    for (int i = 0; i < nkeep; i++)
+        free(keep[i]);
+    printf("ok memalign0\n");
+}
+
+static void t_errno(void) {
+    void *p = (void *)1;
+    errno = 4321;
+    int r = v_posix_memalign(&p, 64, 100);
+    CHECK(r == 0 && p != NULL, "posix_memalign(64, 100) = %d", r);
+    CHECK(errno == 4321, "success changed errno to %d", errno);
+    free(p);
+    errno = 4321;
+    r = v_posix_memalign(&p, (size_t)8 << 20, 10 << 20);
+    CHECK(r == 0, "posix_memalign(8 MiB, 10 MiB) = %d", r);
+    CHECK(errno == 4321, "success (large) changed errno to %d", errno);
+    free(p);
+    /* Impossible sizes (refused up front) and sizes the OS refuses (beyond the 47-bit address space). */
+    size_t sizes[] = {SIZE_MAX / 2, SIZE_MAX - 4096, (size_t)1 << 47, (size_t)3 << 46};
+    size_t aligns[] = {16, 64, 4096, 1 << 20, 8 << 20};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        for (size_t j = 0; j < sizeof aligns / sizeof *aligns; j++) {
+            p = (void *)1;
+            errno = 4321;
+            r = v_posix_memalign(&p, aligns[j], sizes[i]);
+            int e = errno;
+            CHECK(r == ENOMEM, "posix_memalign(%zu, %zu) = %d", aligns[j], sizes[i], r);
+            CHECK(e == ENOMEM, "posix_memalign(%zu, %zu) failed with errno %d (glibc: ENOMEM)", aligns[j],
+                  sizes[i], e);
+            CHECK(p == (void *)1, "a failed posix_memalign wrote *memptr");
+        }
+    }
+    errno = 4321;
+    r = v_posix_memalign(&p, 24, 100);
+    CHECK(r == EINVAL && errno == 4321, "posix_memalign(24, 100) = %d, errno %d", r, errno);
+    printf("ok errno\n");
+}
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    const char *mode = argc > 1 ? argv[1] : "";
+    if (argc > 2 && strcmp(argv[2], "--no-hakmem") == 0)
+        g_no_hakmem = 1;
+    have_hakmem();
+    if (strcmp(mode, "memalign0") == 0)
+        t_memalign0();
+    else if (strcmp(mode, "errno") == 0)
+        t_errno();
+    else {
+        fprintf(stderr, "usage: %s memalign0|errno [--no-hakmem]\n", argv[0]);
+        return 2;
+    }
+    return finish("edge");
+}
