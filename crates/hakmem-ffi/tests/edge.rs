@@ -27,3 +27,10 @@ fn size_zero_with_big_alignments() {
         tail(&out.stderr, 3000)
     );
 }
+
+/// `posix_memalign` failing with ENOMEM leaves errno = ENOMEM (as glibc does); success and
+/// EINVAL leave it alone.
+#[test]
+fn posix_memalign_errno() {
+    edge("errno", 60);
+}
