@@ -2,7 +2,14 @@
  *   memalign0  size 0 with every alignment, through posix_memalign/memalign/aligned_alloc: a
  *              real block of hakmem's (owned, usable, writable, reallocable, freeable);
  *   errno      posix_memalign's errno as glibc leaves it: ENOMEM after a failure, untouched on
- *              success and on EINVAL. */
+ *              success and on EINVAL;
+ *   badfree SIZE ALIGN HOW
+ *              a bad free of a block of SIZE bytes aligned to ALIGN (0: malloc): HOW is
+ *              `double` (freed twice), `interior` (p + 16 and p + 4096 freed while p is live) or
+ *              `freed` (p + 4096 freed after p was). Prints `bad p=<p> q=<pointer freed>` before
+ *              the bad free; under HAKMEM_ON_ERROR=warn it goes on and checks that nothing was
+ *              corrupted: p (if live) keeps its contents and the next 1000 blocks of that size
+ *              are distinct (none handed out twice). */
 #include "common.h"
 #include <malloc.h>
 
@@ -96,18 +103,91 @@ static void t_errno(void) {
     printf("ok errno\n");
 }
 
+static void *(*volatile v_malloc)(size_t) = malloc;
+static void (*volatile v_free)(void *) = free;
+
+static char *alloc_sa(size_t size, size_t align) {
+    return align ? v_memalign(align, size) : v_malloc(size);
+}
+
+static int cmp_ptr(const void *a, const void *b) {
+    uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void t_badfree(size_t size, size_t align, const char *how) {
+    enum { N = 1000 };
+    static char *blocks[N];
+    char *keep = alloc_sa(size, align);
+    char *p = alloc_sa(size, align);
+    if (!CHECK(keep && p, "allocation of %zu failed", size))
+        return;
+    memset(p, 'p', size);
+    int live = 1;
+    if (strcmp(how, "double") == 0) {
+        v_free(p);
+        live = 0;
+        printf("bad p=%p q=%p\n", (void *)p, (void *)p);
+        v_free(p);
+    } else if (strcmp(how, "interior") == 0) {
+        printf("bad p=%p q=%p\n", (void *)p, (void *)(p + 16));
+        v_free(p + 16);
+        v_free(p + 4096);
+    } else if (strcmp(how, "freed") == 0) {
+        v_free(p);
+        live = 0;
+        printf("bad p=%p q=%p\n", (void *)p, (void *)(p + 4096));
+        v_free(p + 4096);
+    } else {
+        CHECK(0, "unknown badfree kind %s", how);
+        return;
+    }
+    /* Only with HAKMEM_ON_ERROR=warn from here on. */
+    if (live) {
+        size_t bad = size;
+        for (size_t i = 0; i < size; i++)
+            if (p[i] != 'p') {
+                bad = i;
+                break;
+            }
+        CHECK(bad == size, "the live block changed at byte %zu", bad);
+        v_free(p);
+    }
+    for (int i = 0; i < N; i++) {
+        blocks[i] = alloc_sa(size, align);
+        if (!CHECK(blocks[i] != NULL, "allocation %d of %zu failed", i, size))
+            return;
+        if (size <= (1 << 20)) { /* touching a mapping would fault in huge pages */
+            blocks[i][0] = 1;
+            blocks[i][size - 1] = 2;
+        }
+    }
+    qsort(blocks, N, sizeof *blocks, cmp_ptr);
+    int dups = 0;
+    for (int i = 1; i < N; i++)
+        dups += blocks[i] == blocks[i - 1] || blocks[i] == keep;
+    CHECK(dups == 0, "%d blocks handed out twice among %d after the bad free", dups, N);
+    for (int i = 0; i < N; i++)
+        v_free(blocks[i]);
+    v_free(keep);
+    printf("ok badfree\n");
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *mode = argc > 1 ? argv[1] : "";
-    if (argc > 2 && strcmp(argv[2], "--no-hakmem") == 0)
+    if (argc == 3 && strcmp(argv[2], "--no-hakmem") == 0)
         g_no_hakmem = 1;
     have_hakmem();
     if (strcmp(mode, "memalign0") == 0)
         t_memalign0();
     else if (strcmp(mode, "errno") == 0)
         t_errno();
+    else if (strcmp(mode, "badfree") == 0 && argc == 5)
+        t_badfree(strtoull(argv[2], NULL, 0), strtoull(argv[3], NULL, 0), argv[4]);
     else {
-        fprintf(stderr, "usage: %s memalign0|errno [--no-hakmem]\n", argv[0]);
+        fprintf(stderr, "usage: %s memalign0|errno [--no-hakmem] | badfree SIZE ALIGN double|interior|freed\n",
+                argv[0]);
         return 2;
     }
     return finish("edge");
