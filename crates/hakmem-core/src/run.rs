@@ -206,10 +206,13 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
             }
             seg = (*seg).next;
         }
+        // No lock while the OS is asked: the page source may reclaim (taking this lock).
+        drop(segs);
         seg = new_segment();
         if seg.is_null() {
             return ptr::null_mut();
         }
+        segs = SEGMENTS.lock();
         (*seg).next = segs.head;
         segs.head = seg;
         segs.count += 1;

@@ -143,3 +143,21 @@ fn interior_free_of_runs_and_mappings() {
 fn free_inside_freed_runs_and_mappings() {
     check_bad_free("freed", "invalid free: not a block", 1);
 }
+
+/// Under an address-space limit, memory hakmem holds free (Tiny, L2 and L2.5 slabs, page-run
+/// segments, mappings in the BigCache) is given back when the OS refuses a request, which is
+/// then retried: after filling the space with one size and freeing everything, another size
+/// succeeds at once, without `malloc_trim`.
+#[test]
+fn out_of_address_space_recovers_after_free() {
+    let out = edge("oom", 10);
+    assert_eq!(
+        out.stdout
+            .lines()
+            .filter(|l| l.starts_with("oom: "))
+            .count(),
+        6,
+        "{}",
+        tail(&out.stdout, 3000)
+    );
+}

@@ -9,7 +9,14 @@
  *              `freed` (p + 4096 freed after p was). Prints `bad p=<p> q=<pointer freed>` before
  *              the bad free; under HAKMEM_ON_ERROR=warn it goes on and checks that nothing was
  *              corrupted: p (if live) keeps its contents and the next 1000 blocks of that size
- *              are distinct (none handed out twice). */
+ *              are distinct (none handed out twice);
+ *   oom        under an RLIMIT_AS of the current VmSize + 128 MiB: fills the address space with
+ *              blocks of one size until malloc fails, frees them all, and then a block of
+ *              another size must succeed at once (no malloc_trim): the memory hakmem held free
+ *              is given back when the OS refuses. */
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include "common.h"
 #include <malloc.h>
 
@@ -173,6 +180,75 @@ static void t_badfree(size_t size, size_t align, const char *how) {
     printf("ok badfree\n");
 }
 
+static long vm_kb(const char *key) { /* no stdio: fopen allocates */
+    static char buf[8192];
+    int fd = open("/proc/self/status", O_RDONLY);
+    ssize_t n = fd < 0 ? 0 : read(fd, buf, sizeof buf - 1);
+    if (fd >= 0)
+        close(fd);
+    buf[n > 0 ? n : 0] = 0;
+    char *p = strstr(buf, key);
+    return p ? atol(p + strlen(key)) : -1;
+}
+
+/* Fills memory with blocks of `fill` bytes until malloc fails, frees them all, then asks for
+ * `count` blocks of `want` bytes (all live at once). */
+static void fill_free_retry(size_t fill, size_t want, size_t count) {
+    void *head = NULL;
+    size_t n = 0;
+    for (;;) {
+        void **p = v_malloc(fill);
+        if (!p)
+            break;
+        p[0] = head;
+        head = p;
+        n++;
+    }
+    int e = errno;
+    long vm = vm_kb("VmSize:") >> 10;
+    CHECK(n > 0 && e == ENOMEM, "filling with %zu B: %zu blocks, errno %d", fill, n, e);
+    while (head) {
+        void **p = head;
+        head = p[0];
+        v_free(p);
+    }
+    size_t got = 0;
+    for (; got < count; got++) {
+        void **p = v_malloc(want);
+        if (!p)
+            break;
+        p[0] = head;
+        head = p;
+    }
+    CHECK(got == count, "after %zu blocks of %zu B (VmSize %ld MiB) were freed: %zu of %zu blocks of %zu B", n, fill,
+          vm, got, count, want);
+    printf("oom: %zu x %zu B (VmSize %ld MiB), freed, then %zu of %zu x %zu B\n", n, fill, vm, got, count, want);
+    while (head) {
+        void **p = head;
+        head = p[0];
+        v_free(p);
+    }
+}
+
+static void t_oom(void) {
+    long vm = vm_kb("VmSize:");
+    if (!CHECK(vm > 0, "no VmSize in /proc/self/status"))
+        return;
+    struct rlimit rl;
+    if (!CHECK(getrlimit(RLIMIT_AS, &rl) == 0, "getrlimit: %s", strerror(errno)))
+        return;
+    rl.rlim_cur = ((rlim_t)vm << 10) + ((rlim_t)128 << 20);
+    if (!CHECK(setrlimit(RLIMIT_AS, &rl) == 0, "setrlimit: %s", strerror(errno)))
+        return;
+    fill_free_retry(64, 1 << 20, 1);        /* Tiny slabs, then a page run */
+    fill_free_retry(64, 16 << 20, 1);       /* Tiny slabs, then a direct mapping */
+    fill_free_retry(3 << 20, 64, 1 << 20);  /* cached mappings, then 64 MiB of Tiny blocks */
+    fill_free_retry(200 << 10, 16 << 20, 2); /* page runs, then mappings */
+    fill_free_retry(16 << 10, 16 << 20, 2); /* L2 slabs, then mappings */
+    fill_free_retry(48 << 10, 600 << 10, 20); /* L2.5 slabs, then page runs */
+    printf("ok oom\n");
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *mode = argc > 1 ? argv[1] : "";
@@ -183,10 +259,12 @@ int main(int argc, char **argv) {
         t_memalign0();
     else if (strcmp(mode, "errno") == 0)
         t_errno();
+    else if (strcmp(mode, "oom") == 0)
+        t_oom();
     else if (strcmp(mode, "badfree") == 0 && argc == 5)
         t_badfree(strtoull(argv[2], NULL, 0), strtoull(argv[3], NULL, 0), argv[4]);
     else {
-        fprintf(stderr, "usage: %s memalign0|errno [--no-hakmem] | badfree SIZE ALIGN double|interior|freed\n",
+        fprintf(stderr, "usage: %s memalign0|errno|oom [--no-hakmem] | badfree SIZE ALIGN double|interior|freed\n",
                 argv[0]);
         return 2;
     }
