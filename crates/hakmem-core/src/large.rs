@@ -14,8 +14,12 @@ use crate::os::{self, PAGE};
 use crate::segment::{OS_PAGES, PageSource};
 use crate::stats;
 use core::ptr;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 const MAGIC: usize = 0x6861_6b6d_4c52_4745; // "hakmLRGE"
+/// The header magic of a freed block whose mapping is still ours (cached for reuse): a second
+/// `free` of the pointer is a double free, never a second offer to the cache.
+const FREED: usize = 0x6861_6b6d_4652_4545; // "hakmFREE"
 
 #[repr(C)]
 struct Header {
@@ -41,9 +45,12 @@ pub struct Origin {
     pub tid: usize,
 }
 
+/// The header offset and the reservation length for a block of `size` bytes aligned to `align`.
+/// A zero size counts as one byte: the block must end inside its own reservation (at `head`
+/// exactly, it would point one past the end, possibly into another mapping).
 fn reservation(size: usize, align: usize) -> Option<(usize, usize)> {
     let head = align.max(PAGE);
-    let len = os::align_up(head.checked_add(size)?, CHUNK_SIZE)?;
+    let len = os::align_up(head.checked_add(size.max(1))?, CHUNK_SIZE)?;
     (len <= isize::MAX as usize).then_some((head, len))
 }
 
@@ -158,8 +165,18 @@ pub fn alloc_at(
     }
 }
 
-/// The header of a live block, or None for a pointer that is not one.
-fn header(p: *mut u8) -> Option<*mut Header> {
+/// The header magic word at `h`, read atomically (two threads freeing one block race on it).
+///
+/// # Safety
+/// `h` must be a page-aligned address inside one of our reservations.
+unsafe fn magic(h: *mut Header) -> &'static AtomicUsize {
+    // SAFETY: forwarded contract: mapped, aligned; only ever accessed atomically while shared.
+    unsafe { AtomicUsize::from_ptr(&raw mut (*h).magic) }
+}
+
+/// The header of a block whose header magic is `want` ([`MAGIC`]: live, [`FREED`]: freed and
+/// its mapping still ours), or None for a pointer that is not one.
+fn header_as(p: *mut u8, want: usize) -> Option<*mut Header> {
     let addr = p as usize;
     if !addr.is_multiple_of(PAGE) || addr < PAGE || map::MAP.tag(addr - PAGE) != TAG_LARGE {
         return None;
@@ -167,8 +184,67 @@ fn header(p: *mut u8) -> Option<*mut Header> {
     let h = (addr - PAGE) as *mut Header;
     // SAFETY: the page before `p` is in a chunk tagged large, i.e. inside one of our
     // reservations, which are mapped in whole.
-    let ok = unsafe { (*h).magic == MAGIC && (*h).user == p };
+    let ok = unsafe { magic(h).load(Ordering::Acquire) == want && (*h).user == p };
     ok.then_some(h)
+}
+
+/// The header of a live block, or None for a pointer that is not one.
+fn header(p: *mut u8) -> Option<*mut Header> {
+    header_as(p, MAGIC)
+}
+
+/// The live block whose mapping holds `p` (an address in a chunk tagged large), with its
+/// usable size: found by walking back chunk by chunk and trying each place a header can be
+/// (the page before a block that starts at a power-of-two offset from its chunk-aligned base).
+/// Diagnostics only.
+fn enclosing(p: *mut u8) -> Option<(*mut u8, usize)> {
+    let addr = p as usize;
+    let mut chunk = addr & !(CHUNK_SIZE - 1);
+    for _ in 0..(1 << 16) {
+        if map::MAP.tag(chunk) != TAG_LARGE {
+            return None;
+        }
+        let mut off = PAGE;
+        while off <= CHUNK_SIZE {
+            let h = (chunk + off - PAGE) as *mut Header;
+            // SAFETY: `h` lies in a chunk tagged large (mapped in whole); the words are read
+            // only to be compared, as anything else would be a stray pointer of the caller's.
+            let (m, user, base, len) = unsafe {
+                (
+                    magic(h).load(Ordering::Relaxed),
+                    ptr::read_volatile(&raw const (*h).user),
+                    ptr::read_volatile(&raw const (*h).base) as usize,
+                    ptr::read_volatile(&raw const (*h).len),
+                )
+            };
+            if m == MAGIC && user as usize == h as usize + PAGE && base <= addr {
+                let end = base.saturating_add(len);
+                return (addr < end).then_some((user, end - user as usize));
+            }
+            off *= 2;
+        }
+        if chunk < CHUNK_SIZE {
+            return None;
+        }
+        chunk -= CHUNK_SIZE;
+    }
+    None
+}
+
+/// Reports a `free` of `p` (in a chunk tagged large) that is not a live block: a double free
+/// while the mapping is still ours (cached), an interior pointer of a live block, or neither.
+/// The memory is left alone.
+fn bad_free(p: *mut u8) {
+    use crate::diag::{Fault, fault};
+    if let Some(h) = header_as(p, FREED) {
+        // SAFETY: a freed block's header, in a mapping still ours.
+        let size = unsafe { (*h).base as usize + (*h).len - p as usize };
+        return fault(Fault::DoubleFree, "free", p, size, 0);
+    }
+    match enclosing(p) {
+        Some((_, size)) => fault(Fault::InvalidFree("interior pointer"), "free", p, size, 0),
+        None => fault(Fault::InvalidFree("not a block"), "free", p, 0, 0),
+    }
 }
 
 /// The origin recorded for a live block, with its usable size; None for a stray pointer.
@@ -180,7 +256,9 @@ pub unsafe fn origin(p: *mut u8) -> Option<(Origin, usize)> {
     header(p).map(|h| unsafe { ((*h).origin, (*h).base as usize + (*h).len - p as usize) })
 }
 
-/// Frees a block. A pointer that is not a live block gets a diagnostic and is ignored.
+/// Frees a block. A pointer that is not a live block is reported through [`crate::diag::fault`]
+/// (a double free while the freed mapping is still ours, in the BigCache; else an invalid free)
+/// and left alone.
 ///
 /// # Safety
 /// `p` must lie in a chunk the owner map tags as large.
@@ -194,14 +272,19 @@ pub unsafe fn free(p: *mut u8) {
 /// # Safety
 /// As for [`free`].
 pub unsafe fn free_in(cache: &impl MappingCache, p: *mut u8) {
-    let Some(h) = header(p) else {
-        return crate::diag::bad_pointer("free", p);
-    };
     os::keep_errno(|| {
-        // SAFETY: `h` is the live header; the block is dead after this call.
+        // Claim the block: of two frees of it, only one turns the live magic into the freed one.
+        // SAFETY: `h` is a header page in a chunk tagged large.
+        let Some(h) = header(p).filter(|&h| unsafe {
+            magic(h)
+                .compare_exchange(MAGIC, FREED, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        }) else {
+            return bad_free(p);
+        };
+        // SAFETY: `h` is the header of the block just claimed; the block is dead after this.
         unsafe {
             let (base, len) = ((*h).base, (*h).len);
-            (*h).magic = 0;
             stats::LARGE_FREES.add(1);
             if !cache.put(base, len) {
                 OS_PAGES.release(base, len);
@@ -344,6 +427,23 @@ mod tests {
             unsafe {
                 assert!(usable_size(p) >= 5000);
                 free(p);
+            }
+        }
+    }
+
+    #[test]
+    fn zero_size_lies_inside_its_mapping() {
+        for align in [PAGE, 1 << 21, CHUNK_SIZE, 2 * CHUNK_SIZE, 16 * CHUNK_SIZE] {
+            let p = alloc(0, align);
+            assert_eq!(p as usize % align, 0);
+            assert_eq!(map::MAP.tag(p as usize), TAG_LARGE, "align {align}");
+            // SAFETY: fresh block of at least one byte, grown, then freed once.
+            unsafe {
+                assert!(usable_size(p) >= 1, "align {align}");
+                p.write(1);
+                let q = resize(p, 100);
+                assert!(!q.is_null() && usable_size(q) >= 100);
+                free(q);
             }
         }
     }

@@ -8,6 +8,10 @@
 //! paths — a slab taken or given back, a direct mapping made or freed — at most once per half
 //! delay, and purge every registered slab pool in one batch; an idle process keeps what it has
 //! until its next allocator call or an explicit trim ([`trim`], `malloc_trim`).
+//!
+//! When the OS refuses memory, the page source runs [`reclaim`] and retries once: every free
+//! segment and cached mapping goes back (address space, which is what a `RLIMIT_AS` counts),
+//! whatever the purge delay.
 
 use crate::config::{self, FreePolicy};
 use crate::os;
@@ -141,6 +145,35 @@ pub fn tick(local: bool) {
         each(|p| p.purge(now, false));
         crate::run::purge(now, false);
     }
+}
+
+/// `fn()` releasing what the layers above core keep (the facade installs the BigCache's
+/// release; 0: none).
+static RECLAIM_HOOK: AtomicUsize = AtomicUsize::new(0);
+
+/// Installs `f` as the part of [`reclaim`] that releases what the layers above core keep
+/// (cached mappings). `f` must not allocate, and must not reserve memory or take a lock that a
+/// thread may hold while it reserves memory.
+pub fn set_reclaim_hook(f: fn()) {
+    RECLAIM_HOOK.store(f as usize, Ordering::Release);
+}
+
+/// Gives every free segment and cached mapping back to the OS now, whatever the delay: what
+/// the page source runs when the OS refused memory, before its one retry. Unlike [`trim`] it
+/// leaves the calling thread's heaps alone (the caller may be in the middle of a heap
+/// operation), and the caller must hold no hakmem lock (the passes take them all in turn).
+pub fn reclaim() {
+    let now = os::now_ms();
+    LAST_PASS.store(now, Ordering::Relaxed);
+    each(|p| p.purge(now, true));
+    crate::run::purge(now, true);
+    let f = RECLAIM_HOOK.load(Ordering::Acquire);
+    if f != 0 {
+        // SAFETY: the word was stored from a `fn()` by `set_reclaim_hook`.
+        let f: fn() = unsafe { core::mem::transmute::<usize, fn()>(f) };
+        f();
+    }
+    crate::stats::RECLAIMS.add(1);
 }
 
 /// Trims the calling thread's heaps and purges every pool now, whatever the delay

@@ -14,6 +14,7 @@
 //! as they are freed.
 
 use crate::config::FreePolicy;
+use crate::diag::Fault;
 use crate::map::{CHUNK_SIZE, TAG_RUN};
 use crate::os::{self, PAGE};
 use crate::segment::{OS_PAGES, PageSource};
@@ -30,6 +31,11 @@ pub const RUN_MAX: usize = 1 << 20;
 /// Requests above this size (and up to [`RUN_MAX`]) are served by page runs even at the natural
 /// alignment.
 pub const SPAN_MIN: usize = 64 << 10;
+/// Marks the `len` entry of a freed run's first page (the length stays below it), so that a
+/// second `free` of the pointer is told apart from a pointer that never started a run. Any
+/// mark inside a range is cleared when the range is handed out again.
+const FREED: u16 = 0x8000;
+const _: () = assert!(PAGES < FREED as usize);
 
 #[repr(C)]
 struct RunSegment {
@@ -49,7 +55,8 @@ struct RunSegment {
     dirty: [u64; WORDS],
     /// Dirty pages that were already dirty at the last purge pass: the next pass purges them.
     aged: [u64; WORDS],
-    /// Run length in pages at each run's first page; 0 elsewhere.
+    /// Run length in pages at each run's first page; 0 elsewhere, or [`FREED`] with the length
+    /// at the first page of a freed run whose pages were not handed out since.
     len: [u16; PAGES],
 }
 
@@ -199,10 +206,13 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
             }
             seg = (*seg).next;
         }
+        // No lock while the OS is asked: the page source may reclaim (taking this lock).
+        drop(segs);
         seg = new_segment();
         if seg.is_null() {
             return ptr::null_mut();
         }
+        segs = SEGMENTS.lock();
         (*seg).next = segs.head;
         segs.head = seg;
         segs.count += 1;
@@ -215,6 +225,7 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
 unsafe fn take(seg: *mut RunSegment, i: usize, n: usize) -> *mut u8 {
     // SAFETY: the caller holds the lock and `seg` is live.
     unsafe {
+        (&mut (*seg).len)[i + 1..i + n].fill(0); // freed-run marks inside the new run
         mark(&mut (*seg).used, i, n, true);
         mark(&mut (*seg).dirty, i, n, false);
         mark(&mut (*seg).aged, i, n, false);
@@ -224,6 +235,50 @@ unsafe fn take(seg: *mut RunSegment, i: usize, n: usize) -> *mut u8 {
     }
     stats::RUN_ALLOCS.add(1);
     (seg as usize + i * PAGE) as *mut u8
+}
+
+/// The length in pages of the live run starting at page `i` (0: no live run starts there).
+fn live_len(seg: &RunSegment, i: usize) -> usize {
+    match seg.len[i] {
+        l if l & FREED != 0 => 0,
+        l => l as usize,
+    }
+}
+
+fn is_used(seg: &RunSegment, i: usize) -> bool {
+    seg.used[i / 64] >> (i % 64) & 1 != 0
+}
+
+/// What a pointer into the run segment `seg` that is not a live run is, with the freed run's
+/// size for a double free. Caller holds the lock.
+fn misuse(seg: &RunSegment, p: *mut u8) -> (Fault, usize) {
+    let off = p as usize - seg as *const RunSegment as usize;
+    let i = off / PAGE;
+    if off.is_multiple_of(PAGE) && seg.len[i] & FREED != 0 {
+        (Fault::DoubleFree, (seg.len[i] & !FREED) as usize * PAGE)
+    } else if i > 0 && is_used(seg, i) {
+        (Fault::InvalidFree("interior pointer"), 0)
+    } else {
+        (Fault::InvalidFree("not a block"), 0)
+    }
+}
+
+/// Reports a `free` of `p`, in a run segment, that is not the start of a live run: a double
+/// free, an interior pointer or a pointer to free pages; the block is left alone.
+///
+/// # Safety
+/// `p` must lie in a chunk the owner map tags as a run segment.
+unsafe fn bad_free(p: *mut u8) {
+    let seg = (p as usize & !(CHUNK_SIZE - 1)) as *mut RunSegment;
+    // SAFETY: the owner map said this chunk is a run segment, so its header page is mapped.
+    if unsafe { (*seg).magic } != MAGIC {
+        return crate::diag::bad_pointer("free", p);
+    }
+    let segs = SEGMENTS.lock();
+    // SAFETY: a live run segment; the lock serialises its header.
+    let (what, size) = misuse(unsafe { &*seg }, p);
+    drop(segs);
+    crate::diag::fault(what, "free", p, size, 0);
 }
 
 /// The segment and page index of `p`, if `p` is the start of a page in a run segment.
@@ -236,27 +291,32 @@ fn locate(p: *mut u8) -> Option<(*mut RunSegment, usize)> {
     ok.then_some((seg, i))
 }
 
-/// Frees a run. A pointer that is not the start of a live run gets a diagnostic and is ignored.
+/// Frees a run. A pointer that is not the start of a live run is reported through
+/// [`crate::diag::fault`] (a double free when it starts a run freed before, else an invalid free)
+/// and left alone.
 ///
 /// # Safety
 /// `p` must lie in a chunk the owner map tags as a run segment.
 pub unsafe fn free(p: *mut u8) {
     let Some((seg, i)) = locate(p) else {
-        return crate::diag::bad_pointer("free", p);
+        // SAFETY: forwarded contract.
+        return os::keep_errno(|| unsafe { bad_free(p) });
     };
     let eager = crate::config::get().eager_purge();
     os::keep_errno(|| {
         let mut segs = SEGMENTS.lock();
         // SAFETY: `seg` is a live run segment; the lock serialises its header.
         unsafe {
-            let n = (*seg).len[i] as usize;
+            let n = live_len(&*seg, i);
             if n == 0 {
+                let (what, size) = misuse(&*seg, p);
                 drop(segs);
-                return crate::diag::bad_pointer("free", p);
+                return crate::diag::fault(what, "free", p, size, 0);
             }
             if eager {
-                // Keep the pages marked used while the lock is dropped for the system call.
-                (*seg).len[i] = 0;
+                // Keep the pages marked used while the lock is dropped for the system call (a
+                // second free meanwhile sees the mark: a double free).
+                (*seg).len[i] = FREED | n as u16;
                 drop(segs);
                 OS_PAGES.purge(p, n * PAGE);
                 segs = SEGMENTS.lock();
@@ -266,7 +326,7 @@ pub unsafe fn free(p: *mut u8) {
                     (*seg).dirty_since = os::now_ms().max(1);
                 }
             }
-            (*seg).len[i] = 0;
+            (*seg).len[i] = FREED | n as u16;
             mark(&mut (*seg).used, i, n, false);
             (*seg).free_pages += n;
             let (left, right) = (last_used(&(*seg).used, i) + 1, first_free_end(&*seg, i + n));
@@ -356,7 +416,7 @@ pub unsafe fn resize(p: *mut u8, size: usize) -> bool {
     // SAFETY: `seg` is a live run segment; the lock serialises its header.
     let done = unsafe {
         let s = &mut *seg;
-        let have = s.len[i] as usize;
+        let have = live_len(s, i);
         if have == 0 || size > RUN_MAX {
             false
         } else if want <= have {
@@ -371,6 +431,7 @@ pub unsafe fn resize(p: *mut u8, size: usize) -> bool {
             s.max_free = s.max_free.max(right - (i + want));
             true
         } else if i + want <= PAGES && first_used(&s.used, i + have, i + want).is_none() {
+            s.len[i + have..i + want].fill(0); // freed-run marks in the pages taken
             mark(&mut s.used, i + have, want - have, true);
             mark(&mut s.dirty, i + have, want - have, false);
             mark(&mut s.aged, i + have, want - have, false);
@@ -407,7 +468,7 @@ unsafe fn unlink(segs: &mut Segments, seg: *mut RunSegment) {
 pub unsafe fn usable_size(p: *mut u8) -> usize {
     match locate(p) {
         // SAFETY: the run is live (the caller owns it), so its length entry is stable.
-        Some((seg, i)) => unsafe { (*seg).len[i] as usize * PAGE },
+        Some((seg, i)) => unsafe { live_len(&*seg, i) * PAGE },
         None => 0,
     }
 }

@@ -11,7 +11,8 @@ use crate::{os, stats};
 pub trait PageSource: Sync {
     /// Reserves `size` bytes aligned to `align` (a power of two ≥ [`CHUNK_SIZE`]), zero-filled,
     /// and records `tag` as the owner of its chunks. Null, with `errno` ENOMEM, when the OS
-    /// refuses.
+    /// refuses. [`OsPages`] then gives back what hakmem holds free ([`crate::purge::reclaim`])
+    /// and retries once, so the caller must hold no hakmem lock.
     fn reserve(&self, size: usize, align: usize, tag: Tag) -> *mut u8;
     /// Returns a reservation (or its chunk-aligned tail) to the OS.
     ///
@@ -51,7 +52,12 @@ pub static OS_PAGES: OsPages = OsPages;
 impl PageSource for OsPages {
     fn reserve(&self, size: usize, align: usize, tag: Tag) -> *mut u8 {
         debug_assert!(align.is_power_of_two() && align >= CHUNK_SIZE);
-        let p = os::map_aligned(size, align);
+        let mut p = os::map_aligned(size, align);
+        if p.is_null() {
+            // Out of address space (or memory): what hakmem holds free may be what is missing.
+            crate::purge::reclaim();
+            p = os::map_aligned(size, align);
+        }
         if !p.is_null() {
             advise_thp(p, size, tag);
             map::MAP.set(p as usize, size, tag);

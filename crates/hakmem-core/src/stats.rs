@@ -115,6 +115,8 @@ pub static CACHE_MISSES: Counter = Counter::new();
 
 /// Heap misuses detected and reported (double frees, invalid frees, corrupted free lists).
 pub static FAULTS: Counter = Counter::new();
+/// Reclaims run because the OS refused memory (see `purge::reclaim`).
+pub static RECLAIMS: Counter = Counter::new();
 
 /// A copy of every counter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -153,6 +155,8 @@ pub struct Stats {
     pub cache_misses: u64,
     /// See [`FAULTS`].
     pub faults: u64,
+    /// See [`RECLAIMS`].
+    pub reclaims: u64,
 }
 
 /// Reads every counter.
@@ -175,6 +179,7 @@ pub fn snapshot() -> Stats {
         cache_hits: CACHE_HITS.get(),
         cache_misses: CACHE_MISSES.get(),
         faults: FAULTS.get(),
+        reclaims: RECLAIMS.get(),
     }
 }
 
@@ -186,7 +191,7 @@ impl fmt::Display for Stats {
             "hakmem-stats: tiny.carved={} tiny.slabs={} tiny.remote={} pool.carved={} pool.slabs={} \
              pool.remote={} run.allocs={} run.frees={} large.allocs={} large.frees={} \
              large.cache_hits={} large.cache_misses={} os.mapped={} os.segments={} os.peak={} \
-             os.purged={} faults={}",
+             os.purged={} os.reclaims={} faults={}",
             self.tiny_carved,
             self.tiny_slabs,
             self.tiny_remote,
@@ -203,6 +208,7 @@ impl fmt::Display for Stats {
             self.os_segments,
             self.os_peak,
             self.os_purged,
+            self.reclaims,
             self.faults
         )
     }
@@ -249,7 +255,7 @@ mod tests {
                 (k, v.parse().unwrap())
             })
             .collect();
-        assert_eq!(kv.len(), 17);
+        assert_eq!(kv.len(), 18);
         assert!(kv.contains(&("tiny.carved", 7)));
         assert!(kv.contains(&("os.segments", 2)));
     }

@@ -9,10 +9,11 @@
 //!
 //! Invariants: no function here allocates through Rust's global allocator (which in this library
 //! is the system one, i.e. these very functions), panics (`panic = "abort"` in release), or does
-//! `std` I/O; `free` keeps `errno`; failures set `ENOMEM`/`EINVAL` exactly as POSIX says. A
-//! constructor registers `fork` handlers that hold every hakmem lock across the `fork` of a
-//! multi-threaded process (after glibc's `FILE`-list lock, in glibc's order) and none in a
-//! single-threaded one, and a destructor prints the counters when `HAKMEM_STATS=1`.
+//! `std` I/O; `free` keeps `errno`; failures set `ENOMEM`/`EINVAL` exactly as POSIX says
+//! (`posix_memalign`, which returns its error, also leaves errno = ENOMEM after a failure, as
+//! glibc does). A constructor registers `fork` handlers that hold every hakmem lock across the
+//! `fork` of a multi-threaded process (after glibc's `FILE`-list lock, in glibc's order) and
+//! none in a single-threaded one, and a destructor prints the counters when `HAKMEM_STATS=1`.
 #![allow(clippy::missing_safety_doc)] // each export's contract is the C standard's
 
 use core::ffi::{c_char, c_int, c_void};
@@ -91,13 +92,19 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
     if !align.is_power_of_two() || !align.is_multiple_of(size_of::<*mut c_void>()) {
         return libc::EINVAL;
     }
+    // As glibc: a failure returns ENOMEM and leaves errno = ENOMEM too (programs and glibc's
+    // own tests read it); success and EINVAL leave errno alone.
     if size > MAX_SIZE || align > MAX_SIZE / 2 {
+        set_errno(libc::ENOMEM);
         return libc::ENOMEM;
     }
-    let p = hakmem_core::os::keep_errno(|| hakmem::alloc_aligned(size, align));
+    let e = hakmem_core::os::errno();
+    let p = hakmem::alloc_aligned(size, align);
     if p.is_null() {
+        set_errno(libc::ENOMEM);
         return libc::ENOMEM;
     }
+    set_errno(e);
     // SAFETY: C's contract: `out` points to writable storage for a pointer.
     unsafe { *out = p.cast() };
     0

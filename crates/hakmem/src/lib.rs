@@ -126,6 +126,23 @@ fn alloc_big_at(size: usize, align: usize, site: usize) -> *mut u8 {
 
 pub mod learn;
 
+/// Installs the BigCache's release as the last step of core's reclaim (run when the OS refuses
+/// memory), when the library loads.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static RECLAIM_HOOK: extern "C" fn() = {
+    extern "C" fn set() {
+        hakmem_core::purge::set_reclaim_hook(release_cached);
+    }
+    set
+};
+
+/// Gives every cached mapping back to the OS (the BigCache is lock-free: safe to run from
+/// inside any allocation).
+fn release_cached() {
+    BIGCACHE.release_all();
+}
+
 /// The process's cache of freed direct mappings.
 static BIGCACHE: BigCache = BigCache::new(BigCacheConfig::DEFAULT);
 static BIGCACHE_SET: AtomicU8 = AtomicU8::new(0);
