@@ -115,6 +115,8 @@ pub static CACHE_MISSES: Counter = Counter::new();
 
 /// Heap misuses detected and reported (double frees, invalid frees, corrupted free lists).
 pub static FAULTS: Counter = Counter::new();
+/// Guarded blocks handed out ([`crate::guard`]).
+pub static GUARD_ALLOCS: Counter = Counter::new();
 
 /// A copy of every counter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -153,6 +155,8 @@ pub struct Stats {
     pub cache_misses: u64,
     /// See [`FAULTS`].
     pub faults: u64,
+    /// See [`GUARD_ALLOCS`].
+    pub guard_allocs: u64,
 }
 
 /// Reads every counter.
@@ -175,6 +179,7 @@ pub fn snapshot() -> Stats {
         cache_hits: CACHE_HITS.get(),
         cache_misses: CACHE_MISSES.get(),
         faults: FAULTS.get(),
+        guard_allocs: GUARD_ALLOCS.get(),
     }
 }
 
@@ -186,7 +191,7 @@ impl fmt::Display for Stats {
             "hakmem-stats: tiny.carved={} tiny.slabs={} tiny.remote={} pool.carved={} pool.slabs={} \
              pool.remote={} run.allocs={} run.frees={} large.allocs={} large.frees={} \
              large.cache_hits={} large.cache_misses={} os.mapped={} os.segments={} os.peak={} \
-             os.purged={} faults={}",
+             os.purged={} faults={} guarded={}",
             self.tiny_carved,
             self.tiny_slabs,
             self.tiny_remote,
@@ -203,14 +208,15 @@ impl fmt::Display for Stats {
             self.os_segments,
             self.os_peak,
             self.os_purged,
-            self.faults
+            self.faults,
+            self.guard_allocs
         )
     }
 }
 
 /// Writes the stats line plus a newline to stderr, without allocating.
 pub fn print() {
-    let mut b = crate::diag::StackBuf::<512>::new();
+    let mut b = crate::diag::StackBuf::<1024>::new();
     let _ = writeln!(b, "{}", snapshot());
     crate::diag::write_stderr(b.as_bytes());
 }
@@ -249,7 +255,7 @@ mod tests {
                 (k, v.parse().unwrap())
             })
             .collect();
-        assert_eq!(kv.len(), 17);
+        assert_eq!(kv.len(), 18);
         assert!(kv.contains(&("tiny.carved", 7)));
         assert!(kv.contains(&("os.segments", 2)));
     }
