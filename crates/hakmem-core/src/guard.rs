@@ -590,6 +590,44 @@ mod tests {
         }
     }
 
+    /// Four threads take and return slots at once (more than 256 blocks in all, up to 64 each
+    /// live): no block is handed out twice, each keeps its contents, every free is accepted.
+    #[test]
+    fn threads_share_the_slots() {
+        static G: Guard = Guard::new(false);
+        let threads: Vec<_> = (0..4u8)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    let mut live: Vec<(usize, u8)> = Vec::new();
+                    for i in 0..2000usize {
+                        if live.len() == 64 || (i % 3 == 2 && !live.is_empty()) {
+                            let (p, tag) = live.swap_remove(i % live.len());
+                            // SAFETY: a live block of this thread's, 48 usable bytes.
+                            let s = unsafe { core::slice::from_raw_parts(p as *const u8, 48) };
+                            assert!(s.iter().all(|&x| x == tag), "a block changed hands");
+                            G.free(p as *mut u8);
+                        } else {
+                            let p = G.alloc(40);
+                            assert!(!p.is_null());
+                            let tag = t * 64 + (i % 64) as u8;
+                            // SAFETY: a fresh block of 48 usable bytes.
+                            unsafe { ptr::write_bytes(p, tag, 48) };
+                            live.push((p as usize, tag));
+                        }
+                    }
+                    live.into_iter().for_each(|(p, _)| G.free(p as *mut u8));
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        let q = G.queue.lock();
+        assert_eq!(
+            (q.fresh, q.len),
+            (SLOTS, SLOTS),
+            "every slot back in the quarantine"
+        );
+    }
+
     #[test]
     fn classification_and_report_lines() {
         static G: Guard = Guard::new(false);
