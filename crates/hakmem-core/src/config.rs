@@ -22,7 +22,9 @@
 //! Other variables: `HAKMEM_STATS` (`0`/`1`: counters at exit), `HAKMEM_PURGE_DELAY_MS`
 //! (`100`, 0..=60000), `HAKMEM_ELO_REPORT` (`0`/`1`: the learning leaderboard at exit),
 //! `HAKMEM_ON_ERROR` (`abort`/`warn`: what a detected heap misuse does after its report),
-//! `HAKMEM_SECURE` (`0`/`1`: the hardened mode).
+//! `HAKMEM_SECURE` (`0`/`1`: the hardened mode),
+//! `HAKMEM_GUARD_SAMPLE` (`0` = off; `N`: one allocation in `N` gets a guard-page block, see
+//! [`crate::guard`]; the sampling is done by the slab engine's slow path).
 //! `docs/CONFIGURATION.md` describes each.
 
 // Plain std atomics: read-once configuration is not a structure the loom models check.
@@ -135,6 +137,10 @@ pub struct Config {
     /// freed blocks, holds them in a small quarantine before reuse, and carves fresh blocks
     /// in a random order.
     pub secure: bool,
+    /// `HAKMEM_GUARD_SAMPLE`: one allocation in this many is served by the guard-page
+    /// allocator ([`crate::guard`]); 0 (the default): none. The slab engine's slow path
+    /// samples; this is only the rate.
+    pub guard_sample: u32,
 }
 
 impl Config {
@@ -171,6 +177,7 @@ impl Config {
             bigcache: full,
             on_error: OnError::Abort,
             secure: false,
+            guard_sample: 0,
         }
     }
 
@@ -267,6 +274,15 @@ pub fn parse_ms(value: &[u8]) -> Option<u64> {
     }
     let n = value.iter().fold(0u64, |n, d| n * 10 + (d - b'0') as u64);
     (n <= 60_000).then_some(n)
+}
+
+/// Parses a decimal `u32` (digits only, no sign, no blanks).
+pub fn parse_u32(value: &[u8]) -> Option<u32> {
+    if value.is_empty() || value.len() > 10 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = value.iter().fold(0u64, |n, d| n * 10 + (d - b'0') as u64);
+    u32::try_from(n).ok()
 }
 
 /// Reads an environment variable without allocating.
@@ -397,6 +413,7 @@ pub fn parse_with(
             "abort",
         ),
         secure: flag(c"HAKMEM_SECURE", d.secure),
+        guard_sample: read(l, w, c"HAKMEM_GUARD_SAMPLE", parse_u32, d.guard_sample, "0"),
     }
 }
 
@@ -411,7 +428,7 @@ pub fn from_env() -> Config {
 pub fn print(c: &Config) {
     let oo = |b: bool| if b { "on" } else { "off" };
     crate::diag::print(format_args!(
-        "hakmem-config: mode={} free_policy={} purge_delay_ms={} thp={} evo={} stats={} elo_report={} on_error={} secure={}",
+        "hakmem-config: mode={} free_policy={} purge_delay_ms={} thp={} evo={} stats={} elo_report={} on_error={} secure={} guard_sample={}",
         mode_name(c.mode),
         free_policy_name(c.free_policy),
         c.purge_delay_ms,
@@ -425,6 +442,7 @@ pub fn print(c: &Config) {
             "warn"
         },
         on_off(c.secure),
+        c.guard_sample,
     ));
     crate::diag::print(format_args!(
         "hakmem-features: tiny_pool={} pool={} l25={} bigcache={} site_rules={} elo={} evo={} batch_madvise={}",
@@ -599,6 +617,7 @@ mod tests {
             ("HAKMEM_FREE_POLICY", "lazy", "adaptive"),
             ("HAKMEM_PURGE_DELAY_MS", "1e3", "100"),
             ("HAKMEM_THP", "always", "auto"),
+            ("HAKMEM_GUARD_SAMPLE", "1/100", "0"),
         ];
         for (name, bad, used) in vars {
             let (c, w) = parse_vars(&[(name, bad)]);
@@ -624,5 +643,13 @@ mod tests {
         for bad in [&b""[..], b"60001", b"-1", b"1e3", b"100ms", b"999999"] {
             assert_eq!(parse_ms(bad), None, "{:?}", core::str::from_utf8(bad));
         }
+        assert_eq!(parse_u32(b"0"), Some(0));
+        assert_eq!(parse_u32(b"4294967295"), Some(u32::MAX));
+        for bad in [&b""[..], b"4294967296", b"-1", b" 5", b"1k", b"99999999999"] {
+            assert_eq!(parse_u32(bad), None, "{:?}", core::str::from_utf8(bad));
+        }
+        let (c, w) = parse_vars(&[("HAKMEM_GUARD_SAMPLE", "1000")]);
+        assert!(w.is_empty());
+        assert_eq!(c.guard_sample, 1000);
     }
 }

@@ -5,7 +5,8 @@
 //! classes ([`class`]), reads the configuration ([`config`]), keeps the counters ([`stats`]),
 //! gives freed memory back by policy ([`purge`]), and serves what the slab tiers do not: direct
 //! mappings above 1 MiB ([`large`], with an optional [`large::MappingCache`] in front) and page
-//! runs for over-aligned requests up to 1 MiB ([`run`]). The slab engine ([`slab`]) is the
+//! runs for over-aligned requests up to 1 MiB ([`run`]); sampled blocks go to guard pages that
+//! catch overflows and uses after free ([`guard`]). The slab engine ([`slab`]) is the
 //! machinery of the Tiny tier and the pools: per-thread heaps of aligned slabs with lock-free
 //! remote frees, each tier a [`slab::Geometry`]. Tiers plug in through [`tier::Tier`] and
 //! [`segment::PageSource`].
@@ -27,6 +28,8 @@ extern crate std;
 pub mod class;
 pub mod config;
 pub mod diag;
+#[cfg(not(loom))]
+pub mod guard;
 #[cfg(not(loom))]
 pub mod large;
 pub mod map;

@@ -29,6 +29,8 @@ pub const TAG_LARGE: Tag = 3;
 pub const TAG_L2: Tag = 4;
 /// An L2.5 pool segment (hakmem-pool, above 32 KiB up to 1 MiB).
 pub const TAG_L25: Tag = 5;
+/// The guard-page reservation (core's sampled guarded blocks, [`crate::guard`]).
+pub const TAG_GUARD: Tag = 6;
 
 /// A chunk map of `N` entries; the process uses one global instance, [`MAP`].
 pub struct ChunkMap<const N: usize> {

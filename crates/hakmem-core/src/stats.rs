@@ -117,6 +117,8 @@ pub static CACHE_MISSES: Counter = Counter::new();
 pub static FAULTS: Counter = Counter::new();
 /// Reclaims run because the OS refused memory (see `purge::reclaim`).
 pub static RECLAIMS: Counter = Counter::new();
+/// Guarded blocks handed out ([`crate::guard`]).
+pub static GUARD_ALLOCS: Counter = Counter::new();
 
 /// A copy of every counter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -157,6 +159,8 @@ pub struct Stats {
     pub faults: u64,
     /// See [`RECLAIMS`].
     pub reclaims: u64,
+    /// See [`GUARD_ALLOCS`].
+    pub guard_allocs: u64,
 }
 
 /// Reads every counter.
@@ -180,6 +184,7 @@ pub fn snapshot() -> Stats {
         cache_misses: CACHE_MISSES.get(),
         faults: FAULTS.get(),
         reclaims: RECLAIMS.get(),
+        guard_allocs: GUARD_ALLOCS.get(),
     }
 }
 
@@ -191,7 +196,7 @@ impl fmt::Display for Stats {
             "hakmem-stats: tiny.carved={} tiny.slabs={} tiny.remote={} pool.carved={} pool.slabs={} \
              pool.remote={} run.allocs={} run.frees={} large.allocs={} large.frees={} \
              large.cache_hits={} large.cache_misses={} os.mapped={} os.segments={} os.peak={} \
-             os.purged={} os.reclaims={} faults={}",
+             os.purged={} os.reclaims={} faults={} guarded={}",
             self.tiny_carved,
             self.tiny_slabs,
             self.tiny_remote,
@@ -209,14 +214,15 @@ impl fmt::Display for Stats {
             self.os_peak,
             self.os_purged,
             self.reclaims,
-            self.faults
+            self.faults,
+            self.guard_allocs
         )
     }
 }
 
 /// Writes the stats line plus a newline to stderr, without allocating.
 pub fn print() {
-    let mut b = crate::diag::StackBuf::<512>::new();
+    let mut b = crate::diag::StackBuf::<1024>::new();
     let _ = writeln!(b, "{}", snapshot());
     crate::diag::write_stderr(b.as_bytes());
 }
@@ -255,7 +261,7 @@ mod tests {
                 (k, v.parse().unwrap())
             })
             .collect();
-        assert_eq!(kv.len(), 18);
+        assert_eq!(kv.len(), 19);
         assert!(kv.contains(&("tiny.carved", 7)));
         assert!(kv.contains(&("os.segments", 2)));
     }

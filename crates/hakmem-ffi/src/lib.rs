@@ -4,8 +4,8 @@
 //! `LD_PRELOAD=libhakmem.so program`: `malloc free calloc realloc reallocarray posix_memalign
 //! aligned_alloc memalign valloc pvalloc malloc_usable_size free_sized free_aligned_sized
 //! malloc_trim`, the
-//! `__libc_*` aliases glibc-internal callers use, and hakmem's own `hakmem_stats_format` and
-//! `hakmem_owns`.
+//! `__libc_*` aliases glibc-internal callers use, and hakmem's own `hakmem_stats_format`,
+//! `hakmem_owns` and `hakmem_guarded_malloc`.
 //!
 //! Invariants: no function here allocates through Rust's global allocator (which in this library
 //! is the system one, i.e. these very functions), panics (`panic = "abort"` in release), or does
@@ -194,7 +194,7 @@ pub extern "C" fn __libc_memalign(align: usize, size: usize) -> *mut c_void {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn hakmem_stats_format(buf: *mut c_char, cap: usize) -> usize {
     use core::fmt::Write;
-    let mut line = hakmem_core::diag::StackBuf::<512>::new();
+    let mut line = hakmem_core::diag::StackBuf::<1024>::new();
     let _ = write!(line, "{}", hakmem::stats());
     let bytes = line.as_bytes();
     if !buf.is_null() && cap > 0 {
@@ -222,6 +222,17 @@ pub extern "C" fn hakmem_owns(p: *const c_void) -> c_int {
     hakmem::owns(p.cast()) as c_int
 }
 
+/// Testing and debugging entry: a guard-page block of `size` bytes (`0 < size ≤ 4080`),
+/// whatever the sampling (`HAKMEM_GUARD_SAMPLE`) says. It ends exactly at an inaccessible page
+/// (usable size: `size` rounded up to 16) and its page becomes inaccessible once freed, so an
+/// overflow past it or a use after its free aborts with a one-line report. Free it with `free`;
+/// `realloc` and `malloc_usable_size` work on it. Null (errno ENOMEM) for any other size or
+/// when all 256 guarded blocks are live.
+#[unsafe(no_mangle)]
+pub extern "C" fn hakmem_guarded_malloc(size: usize) -> *mut c_void {
+    checked(hakmem_core::guard::alloc(size))
+}
+
 mod lifecycle {
     //! Load-time and exit-time hooks, without allocation of their own.
     use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -229,7 +240,7 @@ mod lifecycle {
 
     /// In lock order: the learner first (it takes the policy's writer lock inside, and no
     /// thread takes it while holding a tier's lock).
-    fn fork_locks() -> [&'static hakmem_core::sync::RawLock; 5] {
+    fn fork_locks() -> [&'static hakmem_core::sync::RawLock; 6] {
         let [tiny] = hakmem_tiny::fork_locks();
         let [l2, l25] = hakmem_pool::fork_locks();
         [
@@ -238,6 +249,7 @@ mod lifecycle {
             l2,
             l25,
             hakmem_core::run::lock(),
+            hakmem_core::guard::lock(),
         ]
     }
 

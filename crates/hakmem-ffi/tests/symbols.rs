@@ -25,6 +25,7 @@ const SYMBOLS: &[&str] = &[
     "__libc_memalign",
     "hakmem_stats_format",
     "hakmem_owns",
+    "hakmem_guarded_malloc",
 ];
 
 #[test]

@@ -15,6 +15,9 @@
 //!
 //! Alignments beyond 128 bytes for sizes up to 1 MiB come from page runs
 //! (`hakmem_core::run`), larger ones from direct mappings.
+//! Sampled small blocks (`HAKMEM_GUARD_SAMPLE`) come from guard pages (`hakmem_core::guard`),
+//! which catch overflows and uses after free; they are freed and resized by their owner tag like
+//! any other block.
 //!
 //! Invariants: the hot path is a size test and a call into Tiny — no locks, no lookups, no
 //! learning; nothing here allocates; every pointer returned is registered in the owner map, so
@@ -26,11 +29,11 @@ use hakmem_bigcache::{BigCache, BigCacheConfig};
 use hakmem_core::class::TINY_MAX;
 use hakmem_core::config::{self, FreePolicy, ROUTE_L2, ROUTE_L25};
 use hakmem_core::large::NoCache;
-use hakmem_core::map::{self, TAG_L2, TAG_L25, TAG_LARGE, TAG_NONE, TAG_RUN, TAG_TINY};
+use hakmem_core::map::{self, TAG_GUARD, TAG_L2, TAG_L25, TAG_LARGE, TAG_NONE, TAG_RUN, TAG_TINY};
 use hakmem_core::policy::{self, SiteAction};
 use hakmem_core::run::{RUN_MAX, SPAN_MIN};
 use hakmem_core::sync::{AtomicU8, Ordering};
-use hakmem_core::{diag, large, os, run};
+use hakmem_core::{diag, guard, large, os, run};
 
 pub use hakmem_core::stats::Stats;
 
@@ -270,6 +273,7 @@ unsafe fn free_other(p: *mut u8, tag: map::Tag) {
             TAG_L25 => hakmem_pool::free_l25(p),
             TAG_RUN => run::free(p),
             TAG_LARGE => free_large(p),
+            TAG_GUARD => guard::free(p),
             _ if p.is_null() => {}
             _ => diag::bad_pointer("free", p),
         }
@@ -290,6 +294,7 @@ pub unsafe fn usable_size(p: *mut u8) -> usize {
             TAG_L25 => hakmem_pool::usable_size_l25(p),
             TAG_RUN => run::usable_size(p),
             TAG_LARGE => large::usable_size(p),
+            TAG_GUARD => guard::usable_size(p),
             _ => 0,
         }
     }
@@ -316,6 +321,8 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
         diag::bad_pointer("realloc", p);
         return ptr::null_mut();
     }
+    // A guarded block (tag `TAG_GUARD`) shrinks in place like the others; anything else moves it
+    // out of the guard pages by the malloc + copy + free below.
     if size <= old && size > old / 2 {
         return p;
     }

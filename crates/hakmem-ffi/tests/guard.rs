@@ -1,0 +1,131 @@
+//! Guard-page blocks under `LD_PRELOAD=libhakmem.so` (`tests/c/guard.c`, one mode per
+//! process, blocks made with `hakmem_guarded_malloc`): an overflow one byte past a block and a
+//! write into a freed block die by `SIGABRT` with the one report line the program predicts;
+//! double and interior frees of guarded blocks are reported like any other; ordinary use
+//! (placement, usable size, realloc, all 256 slots, 300 rounds through the quarantine) passes;
+//! a fault elsewhere reaches the action that was there before hakmem's handler.
+
+mod common;
+use common::*;
+use std::os::unix::process::ExitStatusExt;
+use std::time::Duration;
+
+fn probe(mode: &str, warn: bool) -> Output {
+    let mut cmd = preloaded(plain(compile_c("guard")));
+    cmd.arg(mode);
+    if warn {
+        cmd.env("HAKMEM_ON_ERROR", "warn");
+    }
+    run_with_timeout(cmd, Duration::from_secs(60))
+}
+
+/// Runs a faulting mode and checks the abort and the predicted report line.
+fn dies_with_report(mode: &str, warn: bool) {
+    let out = probe(mode, warn);
+    let what = format!("guard {mode} (warn: {warn})");
+    let expect = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("expect: "))
+        .unwrap_or_else(|| panic!("{what}: no expect line:\n{}", tail(&out.stdout, 2000)));
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGABRT),
+        "{what}: expected SIGABRT, got {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        tail(&out.stdout, 2000),
+        tail(&out.stderr, 2000)
+    );
+    let reports: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("hakmem:"))
+        .collect();
+    assert_eq!(
+        reports,
+        [expect],
+        "{what}: stderr:\n{}",
+        tail(&out.stderr, 2000)
+    );
+}
+
+#[test]
+fn overflow_past_a_guarded_block_aborts_with_a_report() {
+    dies_with_report("overflow", false);
+    // A fault cannot be resumed: warn does not apply.
+    dies_with_report("overflow", true);
+}
+
+#[test]
+fn use_after_free_of_a_guarded_block_aborts_with_a_report() {
+    dies_with_report("uaf", false);
+    dies_with_report("uaf", true);
+}
+
+#[test]
+fn double_and_interior_frees_of_guarded_blocks_are_reported() {
+    for (mode, fault) in [
+        ("double", "hakmem: double free: free(0x"),
+        (
+            "interior",
+            "hakmem: invalid free: interior pointer: free(0x",
+        ),
+    ] {
+        let out = probe(mode, false);
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGABRT),
+            "guard {mode}: {}\n{}",
+            out.status,
+            tail(&out.stderr, 2000)
+        );
+        assert!(
+            out.stderr.contains(fault),
+            "guard {mode}: {}",
+            tail(&out.stderr, 2000)
+        );
+        let out = probe(mode, true);
+        out.assert_success(&format!("guard {mode} with HAKMEM_ON_ERROR=warn"));
+        assert!(out.stdout.contains(&format!("ok {mode}")));
+        assert!(out.stderr.contains(fault) && out.stderr.contains("left alone"));
+    }
+}
+
+/// Faults that are not the guard pages' go on to the action that was there before.
+#[test]
+fn foreign_faults_go_to_the_previous_action() {
+    for mode in ["foreign", "raise"] {
+        let out = probe(mode, false);
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGSEGV),
+            "guard {mode}: {}\n{}",
+            out.status,
+            tail(&out.stderr, 2000)
+        );
+        assert!(
+            !out.stderr.contains("hakmem:"),
+            "guard {mode}: {}",
+            out.stderr
+        );
+    }
+    let out = probe("chain", false);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "guard chain: {}\n{}",
+        out.status,
+        out.stderr
+    );
+    assert!(out.stdout.contains("own handler"));
+    assert!(
+        !out.stderr.contains("hakmem:"),
+        "guard chain: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn guarded_blocks_work_and_slots_are_reused() {
+    run_c_test("guard", &["ok"], "guard", 60);
+}
