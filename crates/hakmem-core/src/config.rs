@@ -181,6 +181,15 @@ impl Config {
         }
     }
 
+    /// One allocation in how many the slab tiers serve from guard pages: `HAKMEM_GUARD_SAMPLE`,
+    /// or 1000 under `HAKMEM_SECURE=1` when it is not set; 0: none.
+    pub fn guard_rate(&self) -> u32 {
+        match (self.guard_sample, self.secure) {
+            (0, true) => 1000,
+            (n, _) => n,
+        }
+    }
+
     /// Freed memory goes back to the OS as it is freed, not in delayed batches.
     pub fn eager_purge(&self) -> bool {
         self.free_policy == FreePolicy::DontNeed || !self.batch_madvise

@@ -11,8 +11,12 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 fn probe(mode: &str, warn: bool) -> Output {
+    probe_with(mode, warn, &[])
+}
+
+fn probe_with(mode: &str, warn: bool, env: &[(&str, &str)]) -> Output {
     let mut cmd = preloaded(plain(compile_c("guard")));
-    cmd.arg(mode);
+    cmd.arg(mode).envs(env.iter().copied());
     if warn {
         cmd.env("HAKMEM_ON_ERROR", "warn");
     }
@@ -21,8 +25,12 @@ fn probe(mode: &str, warn: bool) -> Output {
 
 /// Runs a faulting mode and checks the abort and the predicted report line.
 fn dies_with_report(mode: &str, warn: bool) {
-    let out = probe(mode, warn);
-    let what = format!("guard {mode} (warn: {warn})");
+    dies_with_report_in(mode, warn, &[]);
+}
+
+fn dies_with_report_in(mode: &str, warn: bool, env: &[(&str, &str)]) {
+    let out = probe_with(mode, warn, env);
+    let what = format!("guard {mode} (warn: {warn}, {env:?})");
     let expect = out
         .stdout
         .lines()
@@ -128,4 +136,17 @@ fn foreign_faults_go_to_the_previous_action() {
 #[test]
 fn guarded_blocks_work_and_slots_are_reused() {
     run_c_test("guard", &["ok"], "guard", 60);
+}
+
+/// The slab tiers' sampling: with `HAKMEM_GUARD_SAMPLE=1`, alone or in the hardened mode, a
+/// plain `malloc(100)` is a guarded block, and its overflow or use after free is caught the
+/// same way.
+#[test]
+fn sampled_mallocs_are_guarded() {
+    let sampled = [("GUARD_VIA_MALLOC", "1"), ("HAKMEM_GUARD_SAMPLE", "1")];
+    let secure = [sampled[0], sampled[1], ("HAKMEM_SECURE", "1")];
+    for env in [&sampled[..], &secure[..]] {
+        dies_with_report_in("overflow", false, env);
+        dies_with_report_in("uaf", false, env);
+    }
 }

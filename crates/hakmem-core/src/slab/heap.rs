@@ -188,6 +188,11 @@ pub struct Heap<G: Geometry, const D: usize, const C: usize> {
     /// released when a new one comes: a ring.
     quarantine: [Cell<*mut Block>; QUARANTINE],
     quarantine_next: Cell<u32>,
+    /// Guard-page sampling (`Config::guard_rate`): one allocation in `sample_every` comes
+    /// from [`crate::guard`]; `sample_left` counts down to the next. While on, the direct table
+    /// stays on [`EMPTY`], as in the hardened mode.
+    sample_every: Cell<u32>,
+    sample_left: Cell<u32>,
     state: Cell<u8>,
     _tier: PhantomData<G>,
 }
@@ -215,6 +220,8 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
             secure: Cell::new(false),
             quarantine: [const { Cell::new(ptr::null_mut()) }; QUARANTINE],
             quarantine_next: Cell::new(0),
+            sample_every: Cell::new(0),
+            sample_left: Cell::new(0),
             state: Cell::new(UNINIT),
             _tier: PhantomData,
         }
@@ -256,13 +263,18 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
             && !self.secure.get()
             && self.quarantine.iter().all(|q| q.get().is_null())
             && self.quarantine_next.get() == 0
+            && self.sample_every.get() == 0
+            && self.sample_left.get() == 0
             && self.state.get() == UNINIT
     }
 
     fn init(&self) {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-        let secure = crate::config::get().secure;
+        let cfg = crate::config::get();
+        let secure = cfg.secure;
         self.secure.set(secure);
+        self.sample_every.set(cfg.guard_rate());
+        self.sample_left.set(cfg.guard_rate());
         self.tid.set(thread_id() | if secure { SECURE } else { 0 });
         self.id.set(NEXT_ID.fetch_add(1, Ordering::Relaxed));
         self.state.set(ACTIVE);
@@ -287,7 +299,7 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
                 h.used.set(h.used.get() + 1);
             }
         }
-        let s = if head.is_null() || self.secure.get() {
+        let s = if head.is_null() || self.secure.get() || self.sample_every.get() != 0 {
             EMPTY_PTR
         } else {
             head
@@ -314,11 +326,34 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
             self.init();
         }
         let class = G::class_of(size);
+        if self.sample_every.get() != 0
+            && let Some(p) = self.sample(size, class)
+        {
+            return p;
+        }
         let Some(s) = self.slab_with_free(class) else {
             return ptr::null_mut();
         };
         // SAFETY: `s` is this thread's and has a free block.
         unsafe { s.pop() }.cast()
+    }
+
+    /// Every `sample_every`-th allocation: a guard-page block ([`crate::guard`]) for `size`
+    /// bytes of `class`, if it fits one. A pool's block must keep its class's alignment (the
+    /// facade sends it aligned requests up to 128 bytes by size), so it gets the class size;
+    /// a Tiny request is sized exactly (an aligned one arrives as its class size already).
+    #[cold]
+    fn sample(&self, size: usize, class: usize) -> Option<*mut u8> {
+        let left = self.sample_left.get().saturating_sub(1);
+        if left != 0 {
+            self.sample_left.set(left);
+            return None;
+        }
+        self.sample_left.set(self.sample_every.get());
+        let bs = G::CLASSES[class] as usize;
+        let n = if bs <= 1024 { size.max(1) } else { bs };
+        let p = crate::guard::alloc(n);
+        (!p.is_null()).then_some(p)
     }
 
     /// The head of `class`'s available queue, made to have a free block.

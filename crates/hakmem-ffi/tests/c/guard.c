@@ -33,6 +33,8 @@ static void (*volatile vfree)(void *) = free;
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
 static char *guarded(size_t size) {
+    /* Sampling (HAKMEM_GUARD_SAMPLE=1 or HAKMEM_SECURE=1): plain malloc is guarded. */
+    if (getenv("GUARD_VIA_MALLOC")) return malloc(opaque_size(size));
     if (!hakmem_guarded_malloc) {
         printf("hakmem_guarded_malloc not found: is libhakmem.so preloaded?\n");
         fflush(stdout);
