@@ -117,8 +117,7 @@ fn assert_clean(what: &str, out: &Output, min_ops: u64) -> String {
     line
 }
 
-/// Runs the fuzzer under `LD_PRELOAD` with `env`, seed `seed`, skipping the
-/// known hakmem bugs (see `--skip-known` in fuzz.c).
+/// Runs the fuzzer under `LD_PRELOAD` with `env`, seed `seed`.
 fn fuzz_hakmem(what: &str, env: &[(&str, &str)], seed: &str) {
     let mut cmd = preloaded(fuzz_cmd(&[
         "--seed",
@@ -127,7 +126,6 @@ fn fuzz_hakmem(what: &str, env: &[(&str, &str)], seed: &str) {
         SECONDS,
         "--threads",
         "4",
-        "--skip-known",
     ]));
     for (k, v) in env {
         cmd.env(k, v);
@@ -214,19 +212,4 @@ fn fuzz_free_policy_dontneed() {
         &[("HAKMEM_FREE_POLICY", "dontneed")],
         "606",
     );
-}
-
-/// The known bug `--skip-known` steers clear of: a size-0 request aligned
-/// to the 4 MiB chunk or more (`aligned_alloc(4 MiB, 0)`, `memalign`,
-/// `posix_memalign`) returns the end of its own reservation, which hakmem
-/// does not recognise afterwards (usable size 0, `free` ignores it, `realloc`
-/// fails). Run with `--ignored` once it is fixed, then drop `--skip-known`.
-#[test]
-#[ignore = "known bug: size-0 requests with alignment >= 4 MiB"]
-fn fuzz_known_bug_size0_chunk_alignment() {
-    let out = run_with_timeout(
-        preloaded(fuzz_cmd(&["--seed", "707", "--seconds", SECONDS])),
-        TIMEOUT,
-    );
-    assert_clean("fuzz without --skip-known", &out, 10_000);
 }

@@ -423,8 +423,8 @@ impl Slab {
         let mut order = [0u16; MAX];
         let n = n.min(MAX);
         let mut x = (link::key() ^ first as usize ^ crate::os::now_ms() as usize) as u64 | 1;
-        for i in 0..n {
-            order[i] = i as u16;
+        for (i, o) in order[..n].iter_mut().enumerate() {
+            *o = i as u16;
         }
         for i in (1..n).rev() {
             x ^= x << 13;
