@@ -70,16 +70,21 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Whether links are encoded and checked: always, but in a build with the `unchecked` feature
+/// (made only to measure what the checks cost).
+pub const CHECKED: bool = !cfg!(feature = "unchecked");
+
 /// The stored form of a link to `next` held by the block at `at`.
 #[inline(always)]
 pub fn encode(next: usize, at: usize) -> usize {
-    next ^ at ^ key()
+    if CHECKED { next ^ (at ^ key()) } else { next }
 }
 
-/// The block a stored link `raw`, held by the block at `at`, points to.
+/// The block a stored link `raw`, held by the block at `at`, points to. (`at ^ key` first:
+/// it does not wait for the load of `raw`.)
 #[inline(always)]
 pub fn decode(raw: usize, at: usize) -> usize {
-    raw ^ at ^ key()
+    if CHECKED { raw ^ (at ^ key()) } else { raw }
 }
 
 /// Whether the first word `raw` of a block decodes to an address in the block's own slab of
@@ -92,20 +97,39 @@ pub fn looks_free(raw: usize, slab_size: usize) -> bool {
     raw ^ key() < slab_size
 }
 
-/// The divisor constant of `bs` for [`is_multiple`]: `ceil(2^64 / bs)`.
+/// The divisor constant of `bs` (2 ≤ `bs` ≤ 2^20) for [`is_multiple`] and [`index_below`]:
+/// `m = floor(2^64 / bs) + 1`. Then `bs · m = 2^64 + δ` with `1 ≤ δ ≤ bs` ([`excess`]), so
+/// for `off = k·bs + r` (`r < bs`, `off` < 2^24) the product `off · m mod 2^64` is `k·δ`
+/// when `r = 0` and at least `m` (≥ 2^44) otherwise (Lemire, Kaser and Kurz, "Faster
+/// remainder by direct computation", 2019).
 pub const fn divisor(bs: usize) -> u64 {
-    (u64::MAX / bs as u64).wrapping_add(1)
+    // floor(2^64 / bs) is floor((2^64 - 1) / bs), plus one where bs divides 2^64.
+    u64::MAX / bs as u64 + 1 + bs.is_power_of_two() as u64
 }
 
-/// Whether `off` (< 2^32) is a multiple of the `bs` whose [`divisor`] is `m` (`bs` ≥ 2):
-/// `off · m mod 2^64 < m` (Lemire, Kaser and Kurz, "Faster remainder by direct computation",
-/// 2019): one multiply and one compare.
+/// `δ = bs · m − 2^64` for the [`divisor`] `m` of `bs`: what each whole block adds to the
+/// product.
+pub const fn excess(bs: usize) -> u64 {
+    (bs as u64).wrapping_mul(divisor(bs))
+}
+
+/// Whether `off` (< 2^24) is a multiple of the `bs` whose [`divisor`] is `m`: one multiply
+/// and one compare.
 #[inline(always)]
 pub fn is_multiple(off: usize, m: u64) -> bool {
     (off as u64).wrapping_mul(m) < m
 }
 
-#[cfg(all(test, not(loom)))]
+/// Whether `off` is `k·bs` with `k < n`, for `m` the [`divisor`] of `bs` and `bound` =
+/// `n ·` [`excess`]`(bs)`: the bounds check and the block-boundary check in one multiply and
+/// one compare. Exact for `-2^16 < off < 2^24` (offsets inside a slab, or a link with its low
+/// bytes written over); a wild `off` passes with odds of about `bound / 2^64` (< 2^-40).
+#[inline(always)]
+pub fn index_below(off: usize, m: u64, bound: u32) -> bool {
+    (off as u64).wrapping_mul(m) < bound as u64
+}
+
+#[cfg(all(test, not(loom), not(feature = "unchecked")))]
 mod tests {
     use super::*;
 
@@ -134,6 +158,50 @@ mod tests {
             }
             for off in LIMIT - 3 * bs.min(1000)..LIMIT {
                 assert_eq!(is_multiple(off, m), off % bs == 0, "off {off} bs {bs}");
+            }
+        }
+    }
+
+    #[test]
+    fn index_bounds_are_exact() {
+        let mut sizes: std::vec::Vec<usize> = (16..=1100).step_by(16).collect();
+        sizes.extend([
+            24,
+            40,
+            48,
+            80,
+            96,
+            112,
+            3000,
+            4096,
+            10_000,
+            32 << 10,
+            56 << 10,
+            1 << 20,
+        ]);
+        const LIMIT: isize = 1 << 23;
+        for bs in sizes {
+            let (m, d) = (divisor(bs), excess(bs));
+            assert!((1..=bs as u64).contains(&d), "excess of {bs}");
+            for n in [0usize, 1, 7, (LIMIT as usize >> 1) / bs] {
+                let bound = (n as u64 * d) as u32;
+                // Around every block start below and beyond n, and just before the slab.
+                let mut offs: std::vec::Vec<isize> = (-(1 << 16)..0).step_by(61).collect();
+                offs.extend(-300..300);
+                for k in [0usize, 1, 2, n.saturating_sub(1), n, n + 1, 2 * n + 3] {
+                    let x = (k * bs) as isize;
+                    offs.extend([x - 1, x, x + 1, x + bs as isize / 2, x + bs as isize - 1]);
+                }
+                offs.extend((LIMIT - 2000)..LIMIT);
+                for off in offs {
+                    let want =
+                        off >= 0 && (off as usize).is_multiple_of(bs) && (off as usize / bs) < n;
+                    assert_eq!(
+                        index_below(off as usize, m, bound),
+                        want,
+                        "off {off} bs {bs} n {n}"
+                    );
+                }
             }
         }
     }

@@ -93,8 +93,8 @@ pub struct Slab {
     /// owner's line; `div` is the same on the shared line).
     pub(crate) div_local: Cell<u64>,
     pub(crate) used: Cell<u32>,
-    /// `capacity · block_size`: where the last whole block ends.
-    pub(crate) limit: Cell<u32>,
+    /// `capacity ·` [`link::excess`]: the bound of [`link::index_below`] for every block.
+    pub(crate) capacity_bound: Cell<u32>,
     pub(crate) class: Cell<u8>,
     // Second line: shared with other threads.
     pub(crate) owner: AtomicUsize,
@@ -106,8 +106,9 @@ pub struct Slab {
     pub(crate) block_size: Cell<u32>,
     /// Blocks carved so far. Read by other threads (`usable_size`): atomic.
     pub(crate) carved: SharedU32,
-    /// `carved · block_size`: the end of the carved blocks, for the bounds check of a free.
-    pub(crate) carved_bytes: SharedU32,
+    /// `carved ·` [`link::excess`]: the bound of [`link::index_below`] for the carved blocks
+    /// (a free's check).
+    pub(crate) carved_bound: SharedU32,
     /// How many remote frees into this slab a thread may hold back (`heap::Pending`): set by
     /// the heap with `block_size`.
     pub(crate) remote_batch: Cell<u32>,
@@ -150,7 +151,7 @@ macro_rules! empty_slab {
             deferred: Cell::new(ptr::null_mut()),
             div_local: Cell::new(0),
             used: Cell::new(0),
-            limit: Cell::new(0),
+            capacity_bound: Cell::new(0),
             class: Cell::new(0),
             owner: AtomicUsize::new(0),
             remote: RemoteList::new(),
@@ -158,7 +159,7 @@ macro_rules! empty_slab {
             freed_at: Cell::new(0),
             block_size: Cell::new(0),
             carved: SharedU32::new(0),
-            carved_bytes: SharedU32::new(0),
+            carved_bound: SharedU32::new(0),
             remote_batch: Cell::new(0),
             capacity: Cell::new(0),
             seg_free: Cell::new(0),
@@ -204,13 +205,14 @@ impl Slab {
         self.deferred.set(ptr::null_mut());
         self.used.set(0);
         self.carved.set(0);
-        self.carved_bytes.set(0);
+        self.carved_bound.set(0);
         self.class.set(class as u8);
         self.block_size.set(block_size as u32);
         self.div.set(link::divisor(block_size));
         self.div_local.set(link::divisor(block_size));
         self.capacity.set(capacity as u32);
-        self.limit.set((capacity * block_size) as u32);
+        self.capacity_bound
+            .set((capacity as u64 * link::excess(block_size)) as u32);
         self.heap_id.set(heap_id);
         self.owner.store(tid, Ordering::Relaxed);
     }
@@ -219,8 +221,8 @@ impl Slab {
     pub(crate) fn unformat(&self) {
         self.capacity.set(0);
         self.carved.set(0);
-        self.carved_bytes.set(0);
-        self.limit.set(0);
+        self.carved_bound.set(0);
+        self.capacity_bound.set(0);
         self.block_size.set(0);
     }
 
@@ -253,28 +255,40 @@ impl Slab {
         let b = self.free.get();
         // SAFETY: `b` heads the free list of a slab the caller owns.
         let next = link::decode(unsafe { (*b).next } as usize, b as usize);
-        let off = next.wrapping_sub(self.start() as usize);
-        if !((off < self.limit.get() as usize) & link::is_multiple(off, self.div_local.get())) {
+        if !link::CHECKED {
             // SAFETY: forwarded.
-            return unsafe { self.pop_last(b, next) };
+            unsafe { self.take(b, next as *mut Block) };
+            return b;
+        }
+        // One branch, never taken in a sound program: the list's end is checked as the first
+        // block (a conditional move), so it is no separate case here; the next allocation's
+        // `has_free` finds it, as without checks.
+        let start = self.start() as usize;
+        let probe = core::hint::select_unpredictable(next == self.end() as usize, start, next);
+        if !link::index_below(
+            probe.wrapping_sub(start),
+            self.div_local.get(),
+            self.capacity_bound.get(),
+        ) {
+            // SAFETY: forwarded.
+            return unsafe { self.pop_corrupt(b) };
         }
         // SAFETY: forwarded.
         unsafe { self.take(b, next as *mut Block) };
         b
     }
 
-    /// [`Self::pop`] of `b` whose link `next` is not a block: the list's end, or a corruption
-    /// (reported; the rest of the list is dropped, its blocks leak, none is handed out).
+    /// [`Self::pop`] of `b` whose link is neither a block of this slab nor the list's end: a
+    /// corruption, reported; the rest of the list is dropped (its blocks leak, none is handed
+    /// out).
     ///
     /// # Safety
     /// As for [`Self::pop`].
     #[cold]
     #[inline(never)]
-    unsafe fn pop_last(&self, b: *mut Block, next: usize) -> *mut Block {
-        if next != self.end() as usize {
-            let bs = self.block_size.get() as usize;
-            crate::diag::fault(Fault::Corruption, "malloc", b.cast(), bs, 0);
-        }
+    unsafe fn pop_corrupt(&self, b: *mut Block) -> *mut Block {
+        let bs = self.block_size.get() as usize;
+        crate::diag::fault(Fault::Corruption, "malloc", b.cast(), bs, 0);
         // SAFETY: forwarded.
         unsafe { self.take(b, self.end()) };
         b
@@ -288,7 +302,9 @@ impl Slab {
     unsafe fn take(&self, b: *mut Block, next: *mut Block) {
         // SAFETY: `b` is the caller's. Its link goes: a live block must not read as a free
         // one, nor show the key.
-        unsafe { (*b).next = ptr::null_mut() };
+        if link::CHECKED {
+            unsafe { (*b).next = ptr::null_mut() };
+        }
         self.free.set(next);
         self.used.set(self.used.get() + 1);
         prefetch(next);
@@ -300,7 +316,11 @@ impl Slab {
     /// The caller owns the slab; `b` is one of its blocks, checked by [`Self::check_free`].
     #[inline(always)]
     pub(crate) unsafe fn push(&self, b: *mut Block, key: usize) {
-        let raw = self.free.get() as usize ^ b as usize ^ key;
+        let raw = if link::CHECKED {
+            self.free.get() as usize ^ (b as usize ^ key)
+        } else {
+            self.free.get() as usize
+        };
         // SAFETY: the block is dead and the caller's.
         unsafe { (*b).next = raw as *mut Block };
         self.free.set(b);
@@ -311,12 +331,13 @@ impl Slab {
     /// [`link::key`]). Else [`Self::misuse`] tells which fault it is.
     #[inline(always)]
     pub(crate) fn check_free(&self, p: *mut u8, slab_size: usize, key: usize) -> bool {
+        if !link::CHECKED {
+            return true;
+        }
         let off = (p as usize).wrapping_sub(self.start() as usize);
         // SAFETY: `p` lies in this slab, which is mapped (a never-used or purged page reads 0).
         let raw = unsafe { (*p.cast::<Block>()).next } as usize;
-        (off < self.carved_bytes.get() as usize)
-            & link::is_multiple(off, self.div.get())
-            & (raw ^ key >= slab_size)
+        link::index_below(off, self.div.get(), self.carved_bound.get()) & (raw ^ key >= slab_size)
     }
 
     /// Reports the fault [`Self::check_free`] found with `p` (the caller then leaves it alone).
@@ -325,7 +346,7 @@ impl Slab {
     pub(crate) fn misuse(&self, p: *mut u8, op: &str) {
         let off = (p as usize).wrapping_sub(self.start() as usize);
         let bs = self.block_size.get() as usize;
-        let fault = if off >= self.carved_bytes.get() as usize {
+        let fault = if off >= self.carved.get() as usize * bs {
             Fault::InvalidFree("not a block")
         } else if !link::is_multiple(off, self.div.get()) {
             Fault::InvalidFree("interior pointer")
@@ -410,7 +431,8 @@ impl Slab {
             self.free.set(first.cast());
         }
         self.carved.set(carved + n);
-        self.carved_bytes.set((carved + n) * bs as u32);
+        self.carved_bound
+            .set(((carved + n) as u64 * (bs as u64).wrapping_mul(self.div.get())) as u32);
         true
     }
 
@@ -442,7 +464,7 @@ impl Slab {
     /// Whether `p` is the start of a carved block of this (formatted) slab.
     pub(crate) fn holds_block(&self, p: *mut u8) -> bool {
         let off = (p as usize).wrapping_sub(self.start() as usize);
-        (off < self.carved_bytes.get() as usize) & link::is_multiple(off, self.div.get())
+        link::index_below(off, self.div.get(), self.carved_bound.get())
     }
 
     /// Prepends the list `a` to `b`; returns the head. (Walks `a`: only when an adopted slab
