@@ -200,6 +200,11 @@ pub struct BenchOpts {
     /// commit's, for a before/after comparison in one run); repeatable.
     #[arg(long = "hakmem-so", value_name = "NAME=PATH")]
     pub hakmem_so: Vec<String>,
+    /// The cost of the heap checks: adds a `hakmem[checks-off]` row (the library built with
+    /// `--features unchecked`) and a `hakmem[secure]` row (`HAKMEM_SECURE=1`), each compared
+    /// with the plain `hakmem` row in the report's variants table.
+    #[arg(long)]
+    pub checks: bool,
 }
 
 /// Selects workloads by exact name or by the binary's workload name (`larson` selects
@@ -770,6 +775,48 @@ pub fn build_release() -> Result<(PathBuf, PathBuf)> {
     Ok(artifacts())
 }
 
+/// `cargo build --release -p hakmem-ffi --features unchecked` into its own target folder;
+/// returns that library.
+pub fn build_unchecked() -> Result<PathBuf> {
+    let target = target_dir().join("unchecked");
+    let mut c = Command::new(cargo_bin());
+    c.current_dir(workspace_root())
+        .env("CARGO_TARGET_DIR", &target)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "hakmem-ffi",
+            "--features",
+            "hakmem-ffi/unchecked",
+        ]);
+    util::run_status(&mut c)?;
+    Ok(target.join("release").join("libhakmem.so"))
+}
+
+/// The rows of `--checks`: the library without its checks, and hakmem in its hardened mode.
+fn check_rows(unchecked_so: &Path, hakmem_so: &Path) -> Vec<Allocator> {
+    let stats = || -> BTreeMap<String, String> { [("HAKMEM_STATS".into(), "1".into())].into() };
+    let mut secure = stats();
+    secure.insert("HAKMEM_SECURE".into(), "1".into());
+    vec![
+        Allocator {
+            name: "hakmem[checks-off]".into(),
+            version: format!("--features unchecked: {}", unchecked_so.display()),
+            preload: Some(unchecked_so.to_path_buf()),
+            env: stats(),
+            is_hakmem: true,
+        },
+        Allocator {
+            name: "hakmem[secure]".into(),
+            version: "HAKMEM_SECURE=1".into(),
+            preload: Some(hakmem_so.to_path_buf()),
+            env: secure,
+            is_hakmem: true,
+        },
+    ]
+}
+
 /// Paths of the release artefacts.
 pub fn artifacts() -> (PathBuf, PathBuf) {
     let rel = target_dir().join("release");
@@ -937,6 +984,19 @@ pub fn bench(opts: &BenchOpts) -> Result<PathBuf> {
     let mut skipped = Vec::new();
     let mut allocs = resolve_allocators(&names, &hakmem_so, &mut skipped);
     allocs.extend(extra_hakmem_rows(&opts.hakmem_so)?);
+    if opts.checks {
+        let unchecked = target_dir()
+            .join("unchecked")
+            .join("release")
+            .join("libhakmem.so");
+        let unchecked = if opts.no_build && unchecked.exists() {
+            unchecked
+        } else {
+            header("cargo build --release -p hakmem-ffi --features unchecked");
+            build_unchecked()?
+        };
+        allocs.extend(check_rows(&unchecked, &hakmem_so));
+    }
     let plain_hakmem = Allocator {
         name: "hakmem".into(),
         preload: Some(hakmem_so.clone()),

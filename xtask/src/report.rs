@@ -1,6 +1,6 @@
 //! The benchmark record (JSON) and its Markdown rendering.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -231,6 +231,55 @@ fn row3(out: &mut String, workload: &str, allocator: &str, rest: &str) {
 
 /// The Markdown report: configuration record first, then one table per workload, a
 /// summary of hakmem's ratios, and the optional ablation / instruction sections.
+/// Every hakmem variant row (`hakmem[...]`, `--hakmem-so`) against the plain `hakmem` row:
+/// the geomean of the per-workload ratios and the worst one.
+fn variants_table(out: &mut String, results: &[CellResult]) {
+    let mut by: BTreeMap<&str, Vec<(f64, &str)>> = BTreeMap::new();
+    for r in results {
+        if let Some(x) = r.ratio_vs.get("hakmem") {
+            by.entry(&r.allocator).or_default().push((*x, &r.workload));
+        }
+    }
+    if by.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "## Variants against plain hakmem (> 1 = the variant is better)\n\n\
+         The inverse of a variant's ratio is what plain hakmem costs against it: for \
+         `hakmem[checks-off]` the cost of the heap checks.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| variant | rows | geomean | highest | its row | lowest | its row |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---|---:|---|");
+    for (name, v) in by {
+        let xs: Vec<f64> = v.iter().map(|p| p.0).collect();
+        let (mut lo, mut hi) = (v[0], v[0]);
+        for p in &v {
+            if p.0 < lo.0 {
+                lo = *p;
+            }
+            if p.0 > hi.0 {
+                hi = *p;
+            }
+        }
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            escape_cell(name),
+            v.len(),
+            opt(geomean(&xs), fmt_ratio),
+            fmt_ratio(hi.0),
+            hi.1,
+            fmt_ratio(lo.0),
+            lo.1,
+        );
+    }
+    let _ = writeln!(out);
+}
+
 pub fn render_markdown(rec: &Record) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# hakmem allocator comparison\n");
@@ -341,6 +390,7 @@ pub fn render_markdown(rec: &Record) -> String {
             .collect();
         let _ = writeln!(out, "| **geomean** | hakmem | {} |\n", g.join(" | "));
     }
+    variants_table(&mut out, &rec.results);
 
     let lines = scaling(&rec.results);
     if !lines.is_empty() {
