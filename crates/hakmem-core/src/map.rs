@@ -62,9 +62,12 @@ impl<const N: usize> ChunkMap<N> {
     /// (the slab owner test, block bounds, header magic) before anything is written.
     #[inline(always)]
     pub fn tag(&self, addr: usize) -> Tag {
-        const { assert!(N.is_power_of_two()) };
-        // SAFETY: the index is masked into range.
-        unsafe { self.tags.get_unchecked((addr >> CHUNK_SHIFT) & (N - 1)) }.load(Ordering::Relaxed)
+        // An address beyond the map (non-canonical, or the kernel's half) is nobody's: it must
+        // not alias a chunk by its low bits.
+        match self.tags.get(addr >> CHUNK_SHIFT) {
+            Some(t) => t.load(Ordering::Relaxed),
+            None => TAG_NONE,
+        }
     }
 
     /// Tags every chunk of `[base, base + len)`; `base` must be chunk-aligned. The release store
@@ -117,8 +120,9 @@ mod tests {
         assert_eq!(m.tag(base + CHUNK_SIZE + 5), TAG_LARGE);
         assert_eq!(m.tag(base + 2 * CHUNK_SIZE), TAG_NONE);
         assert_eq!(m.tag(base - 1), TAG_NONE);
-        // Addresses beyond the map alias masked chunks (see `tag`).
-        assert_eq!(m.tag(base + 64 * CHUNK_SIZE), TAG_LARGE);
+        // Addresses beyond the map are nobody's: no aliasing by their low bits.
+        assert_eq!(m.tag(base + 64 * CHUNK_SIZE), TAG_NONE);
+        assert_eq!(m.tag(base | 1 << 63), TAG_NONE);
         m.clear(base, CHUNK_SIZE + 1);
         assert_eq!(m.tag(base), TAG_NONE);
     }
