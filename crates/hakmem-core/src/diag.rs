@@ -106,8 +106,18 @@ pub fn fault(what: Fault, op: &str, p: *const u8, class_size: usize, caller: usi
     if class_size != 0 {
         let _ = write!(b, ", size class {class_size}");
     }
-    if caller != 0 {
-        let _ = write!(b, ", caller {caller:#x}");
+    let caller = if caller != 0 {
+        Some((caller, None))
+    } else {
+        caller::find()
+    };
+    if let Some((ip, at)) = caller {
+        let _ = write!(b, ", caller {ip:#x}");
+        if let Some((name, off)) = at {
+            let _ = b.write_str(" (");
+            let _ = b.write_str(name);
+            let _ = write!(b, "+{off:#x})");
+        }
     }
     let _ = b.write_str(if abort {
         "; aborting (HAKMEM_ON_ERROR=warn to continue)\n"
@@ -118,5 +128,104 @@ pub fn fault(what: Fault, op: &str, p: *const u8, class_size: usize, caller: usi
     if abort {
         // SAFETY: abort never returns; it allocates nothing.
         unsafe { libc::abort() };
+    }
+}
+
+/// The caller of the allocator: the return address of the first stack frame outside it,
+/// found by the unwinder (`_Unwind_Backtrace`, which allocates nothing) on the fault path only.
+mod caller {
+    use core::ffi::{CStr, c_int, c_void};
+
+    #[repr(C)]
+    struct Context {
+        _opaque: [u8; 0],
+    }
+    type Step = extern "C" fn(*mut Context, *mut c_void) -> c_int;
+    unsafe extern "C" {
+        fn _Unwind_Backtrace(step: Step, arg: *mut c_void) -> c_int;
+        fn _Unwind_GetIP(ctx: *mut Context) -> usize;
+    }
+    /// `_URC_NO_REASON`: go on to the next frame; any other value stops the walk.
+    const GO_ON: c_int = 0;
+    const STOP: c_int = 5;
+    const MAX_FRAMES: u32 = 64;
+
+    struct Walk {
+        /// The load address of the object holding the allocator.
+        own: usize,
+        /// Whether that object is the program itself (a Rust program with hakmem as its
+        /// global allocator): then frames are told apart by their symbol names.
+        own_is_main: bool,
+        frames: u32,
+        found: Option<(usize, Option<(&'static str, usize)>)>,
+    }
+
+    /// The object holding `addr`: its load address, file name (last part) and symbol.
+    fn object_of(addr: usize) -> Option<(usize, &'static str, Option<&'static CStr>)> {
+        // SAFETY: dladdr only reads the loader's tables; `info` is plain data.
+        let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
+        if unsafe { libc::dladdr(addr as *const c_void, &mut info) } == 0 {
+            return None;
+        }
+        let name = if info.dli_fname.is_null() {
+            ""
+        } else {
+            // SAFETY: the loader's NUL-terminated file name, alive as long as the object.
+            let full = unsafe { CStr::from_ptr(info.dli_fname) }
+                .to_str()
+                .unwrap_or("");
+            full.rsplit('/').next().unwrap_or(full)
+        };
+        // SAFETY: as above, for the symbol name.
+        let sym = (!info.dli_sname.is_null()).then(|| unsafe { CStr::from_ptr(info.dli_sname) });
+        Some((info.dli_fbase as usize, name, sym))
+    }
+
+    /// Whether a symbol belongs to the allocator or to the glue that calls it.
+    fn is_allocator(sym: Option<&CStr>) -> bool {
+        let Some(s) = sym.and_then(|s| s.to_str().ok()) else {
+            return false;
+        };
+        s.contains("hakmem")
+            || s.starts_with("__rust_")
+            || s.starts_with("__rdl_")
+            || s.starts_with("__rg_")
+            || s.contains("5alloc5alloc")
+    }
+
+    extern "C" fn step(ctx: *mut Context, arg: *mut c_void) -> c_int {
+        // SAFETY: `arg` is the `Walk` that `find` passed; `ctx` is the unwinder's frame.
+        let (w, ip) = unsafe { (&mut *arg.cast::<Walk>(), _Unwind_GetIP(ctx)) };
+        w.frames += 1;
+        if ip == 0 || w.frames > MAX_FRAMES {
+            return STOP;
+        }
+        let Some((base, name, sym)) = object_of(ip.wrapping_sub(1)) else {
+            w.found = Some((ip, None));
+            return STOP;
+        };
+        if base == w.own && (!w.own_is_main || is_allocator(sym)) {
+            return GO_ON;
+        }
+        w.found = Some((ip, Some((name, ip - base))));
+        STOP
+    }
+
+    /// The caller's return address, with its object's name and the offset in it.
+    #[cold]
+    pub(super) fn find() -> Option<(usize, Option<(&'static str, usize)>)> {
+        let (own, _, _) = object_of(find as fn() -> _ as usize)?;
+        // SAFETY: getauxval has no preconditions.
+        let phdr = unsafe { libc::getauxval(libc::AT_PHDR) } as usize;
+        let own_is_main = object_of(phdr).is_some_and(|o| o.0 == own);
+        let mut w = Walk {
+            own,
+            own_is_main,
+            frames: 0,
+            found: None,
+        };
+        // SAFETY: `step` only reads the frames and writes `w`, which outlives the walk.
+        unsafe { _Unwind_Backtrace(step, (&mut w as *mut Walk).cast()) };
+        w.found
     }
 }

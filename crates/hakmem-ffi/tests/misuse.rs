@@ -82,6 +82,39 @@ fn interior_frees_are_caught() {
     }
 }
 
+#[test]
+fn non_canonical_frees_are_caught() {
+    for size in SLAB_SIZES {
+        caught(
+            "noncanonical",
+            size,
+            "invalid free: not allocated by hakmem",
+        );
+    }
+}
+
+/// A report names the caller: the return address of the first frame outside the allocator,
+/// with its object and the offset in it (here the probe's own `main`).
+#[test]
+fn reports_name_the_caller() {
+    let out = probe("double", 24, true);
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("hakmem: double free"))
+        .unwrap_or_else(|| panic!("no report:\n{}", tail(&out.stderr, 2000)))
+        .to_string();
+    let caller = line
+        .split(", caller ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no caller in `{line}`"));
+    assert!(caller.starts_with("0x"), "{line}");
+    assert!(
+        caller.contains(" (misuse") && caller.contains("+0x"),
+        "the caller is not in the probe: {line}"
+    );
+}
+
 /// The probes are real: against glibc, the same misuse hands out the chosen address or
 /// aborts — either way the program does not report `ok`.
 #[test]

@@ -117,6 +117,15 @@ int main(int argc, char **argv) {
         memset(p, 'P', size);
         vfree(p + 16);
         check_after(size, p, size, 'P');
+    } else if (!strcmp(probe, "noncanonical")) {
+        /* The block's address with a bit set above the user address space: it must not be
+         * taken for the block by its low bits. */
+        char *p = vmalloc(size);
+        memset(p, 'P', size);
+        vfree((void *)((uintptr_t)p | (1ull << 63)));
+        vfree((void *)((uintptr_t)p | (1ull << 47)));
+        check_after(size, p, size, 'P');
+        vfree(p);
     } else {
         printf("unknown probe %s\n", probe);
         return 2;
