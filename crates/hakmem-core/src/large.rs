@@ -325,14 +325,18 @@ unsafe fn grow_mapping(base: *mut u8, len: usize, new_len: usize, align: usize) 
     if target.is_null() {
         return ptr::null_mut();
     }
+    // The old range is forgotten before the move unmaps it: once it is gone, another thread
+    // may map a segment at the same address and tag it, and a clear after that would untag
+    // the newcomer (its blocks would read as foreign). Nobody else looks the range up: the
+    // block is the caller's.
+    map::MAP.clear(base as usize, len);
     // SAFETY: both ranges are ours; the pages move, the old range goes away.
     if unsafe { os::remap_to(base, len, new_len, target) }.is_null() {
+        map::MAP.set(base as usize, len, TAG_LARGE);
         // SAFETY: the target is a fresh reservation of ours.
         unsafe { OS_PAGES.release(target, new_len) };
         return ptr::null_mut();
     }
-    // The old range is gone from the process: forget it.
-    map::MAP.clear(base as usize, len);
     stats::OS_MAPPED.sub(len as u64);
     stats::OS_SEGMENTS.sub(1);
     target
