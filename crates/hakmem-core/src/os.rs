@@ -35,30 +35,63 @@ pub fn map(size: usize) -> *mut u8 {
     }
 }
 
-/// Maps `size` bytes aligned to `align` (a power of two ≥ [`PAGE`]) by over-reserving and
-/// trimming both ends. Null when the OS refuses.
+/// Maps `size` bytes aligned to `align` (a power of two ≥ [`PAGE`]). Null when the OS refuses.
+///
+/// First an exact mapping: the kernel places mappings top-down, next to the previous ones, so
+/// after aligned mappings of whole alignments the next one is usually aligned already (one
+/// system call, and no more address space than needed, which an `RLIMIT_AS` counts). Else
+/// over-reserving by `align` and trimming both ends; and when even that does not fit (address
+/// space short), the exact size at the aligned address just below the first try, as a hint.
 pub fn map_aligned(size: usize, align: usize) -> *mut u8 {
-    let Some(total) = size.checked_add(align) else {
+    let first = map(size);
+    if first.is_null() || (first as usize).is_multiple_of(align) {
+        return first;
+    }
+    // SAFETY: the mapping just made, unused.
+    unsafe { unmap(first, size) };
+    if let Some(total) = size.checked_add(align) {
+        let raw = map(total);
+        if !raw.is_null() {
+            let start = raw as usize;
+            let aligned = (start + align - 1) & !(align - 1);
+            let head = aligned - start;
+            let tail = total - head - size;
+            // SAFETY: both trimmed ranges lie inside the mapping just made and are not used.
+            unsafe {
+                if head > 0 {
+                    unmap(raw, head);
+                }
+                if tail > 0 {
+                    unmap((aligned + size) as *mut u8, tail);
+                }
+            }
+            return aligned as *mut u8;
+        }
+    }
+    let hint = first as usize & !(align - 1);
+    if hint == 0 {
         return ptr::null_mut();
+    }
+    // SAFETY: a hint only (no MAP_FIXED): the kernel never replaces an existing mapping.
+    let p = unsafe {
+        libc::mmap(
+            hint as *mut libc::c_void,
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
     };
-    let raw = map(total);
-    if raw.is_null() {
-        return raw;
+    if p == libc::MAP_FAILED {
+        return ptr::null_mut();
     }
-    let start = raw as usize;
-    let aligned = (start + align - 1) & !(align - 1);
-    let head = aligned - start;
-    let tail = total - head - size;
-    // SAFETY: both trimmed ranges lie inside the mapping just made and are not used.
-    unsafe {
-        if head > 0 {
-            unmap(raw, head);
-        }
-        if tail > 0 {
-            unmap((aligned + size) as *mut u8, tail);
-        }
+    if (p as usize).is_multiple_of(align) {
+        return p.cast();
     }
-    aligned as *mut u8
+    // SAFETY: the mapping just made, unused.
+    unsafe { unmap(p.cast(), size) };
+    ptr::null_mut()
 }
 
 /// Unmaps a range that [`map`] or [`map_aligned`] returned (or a page-aligned part of one).
@@ -176,4 +209,26 @@ pub fn now_ms() -> u64 {
     // SAFETY: writing into a local timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_aligned_is_aligned_and_exact() {
+        const MIB: usize = 1 << 20;
+        for (size, align) in [(4 * MIB, 4 * MIB), (8 * MIB, 4 * MIB), (4 * MIB, 64 * MIB)] {
+            let v: [*mut u8; 8] = core::array::from_fn(|_| map_aligned(size, align));
+            for &p in &v {
+                assert!(!p.is_null() && (p as usize).is_multiple_of(align));
+                // SAFETY: a fresh mapping of `size` bytes, written at both ends, unmapped once.
+                unsafe {
+                    p.write(1);
+                    p.add(size - 1).write(2);
+                    unmap(p, size);
+                }
+            }
+        }
+    }
 }

@@ -161,3 +161,10 @@ fn out_of_address_space_recovers_after_free() {
         tail(&out.stdout, 3000)
     );
 }
+
+/// With 6 MiB of address space left, a 4 MiB-aligned reservation of 4 MiB (a direct mapping, a
+/// page-run segment) still fits: the page source does not over-reserve twice the size first.
+#[test]
+fn aligned_reservation_fits_tight_address_space() {
+    edge("tight", 5);
+}

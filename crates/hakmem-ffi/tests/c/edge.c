@@ -13,7 +13,10 @@
  *   oom        under an RLIMIT_AS of the current VmSize + 128 MiB: fills the address space with
  *              blocks of one size until malloc fails, frees them all, and then a block of
  *              another size must succeed at once (no malloc_trim): the memory hakmem held free
- *              is given back when the OS refuses. */
+ *              is given back when the OS refuses;
+ *   tight      under an RLIMIT_AS of the current VmSize + 6 MiB: a direct mapping and a page-run
+ *              segment (4 MiB each, 4 MiB-aligned) still fit, one at a time (no transient
+ *              over-reservation of twice the size). */
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -249,6 +252,27 @@ static void t_oom(void) {
     printf("ok oom\n");
 }
 
+static void t_tight(void) {
+    printf("tight: start\n"); /* stdout's buffer allocated before the measure */
+    long vm = vm_kb("VmSize:");
+    struct rlimit rl;
+    if (!CHECK(vm > 0 && getrlimit(RLIMIT_AS, &rl) == 0, "VmSize %ld", vm))
+        return;
+    rl.rlim_cur = ((rlim_t)vm << 10) + ((rlim_t)6 << 20);
+    if (!CHECK(setrlimit(RLIMIT_AS, &rl) == 0, "setrlimit: %s", strerror(errno)))
+        return;
+    size_t sizes[] = {2 << 20, 600 << 10, 3 << 20, 900 << 10};
+    for (int i = 0; i < 4; i++) {
+        char *p = v_malloc(sizes[i]);
+        CHECK(p != NULL, "malloc(%zu) with 6 MiB of address space left: errno %d", sizes[i], errno);
+        if (p)
+            memset(p, 1, sizes[i]);
+        v_free(p);
+        malloc_trim(0); /* give the segment back for the next one */
+    }
+    printf("ok tight\n");
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *mode = argc > 1 ? argv[1] : "";
@@ -261,10 +285,12 @@ int main(int argc, char **argv) {
         t_errno();
     else if (strcmp(mode, "oom") == 0)
         t_oom();
+    else if (strcmp(mode, "tight") == 0)
+        t_tight();
     else if (strcmp(mode, "badfree") == 0 && argc == 5)
         t_badfree(strtoull(argv[2], NULL, 0), strtoull(argv[3], NULL, 0), argv[4]);
     else {
-        fprintf(stderr, "usage: %s memalign0|errno|oom [--no-hakmem] | badfree SIZE ALIGN double|interior|freed\n",
+        fprintf(stderr, "usage: %s memalign0|errno|oom|tight [--no-hakmem] | badfree SIZE ALIGN double|interior|freed\n",
                 argv[0]);
         return 2;
     }
