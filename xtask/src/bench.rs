@@ -17,6 +17,7 @@ use serde_json::{Map, Value, json};
 use crate::config::{self, cargo_bin, target_dir, workspace_root};
 use crate::model::{self, CellRaw, RunSample};
 use crate::parse;
+use crate::peers;
 use crate::report::{self, InstrRow, Record};
 use crate::util::{self, header, tail_lines};
 
@@ -121,10 +122,22 @@ pub const FEATURES: &[(&str, &str)] = &[
 /// Modes run as separate rows under `--modes`.
 pub const MODES: [&str; 5] = ["minimal", "fast", "balanced", "learning", "research"];
 
-/// Base allocators in report order.
-pub const BASE_ALLOCATORS: [&str; 5] = ["glibc", "hakmem", "mimalloc", "jemalloc", "tcmalloc"];
+/// Base allocators in report order: the baseline, hakmem, the peers built from crates
+/// (`crate::peers`: current mimalloc, jemalloc and snmalloc), then the Debian packages
+/// (tcmalloc has no crate; Debian's mimalloc and jemalloc are older builds, kept as extra rows
+/// and named for what they are).
+pub const BASE_ALLOCATORS: [&str; 8] = [
+    "glibc",
+    "hakmem",
+    "mimalloc-v3",
+    "jemalloc-5.3",
+    "snmalloc",
+    "tcmalloc",
+    "mimalloc-2.0-deb",
+    "jemalloc-deb",
+];
 
-/// A peer allocator we look for on the system: name, file-name prefix, Debian package.
+/// A peer allocator we look for on the system: row name, file-name prefix, Debian package.
 struct PeerSpec {
     name: &'static str,
     prefix: &'static str,
@@ -133,12 +146,12 @@ struct PeerSpec {
 
 const PEERS: [PeerSpec; 3] = [
     PeerSpec {
-        name: "mimalloc",
+        name: "mimalloc-2.0-deb",
         prefix: "libmimalloc.so.2",
         package: "libmimalloc2.0",
     },
     PeerSpec {
-        name: "jemalloc",
+        name: "jemalloc-deb",
         prefix: "libjemalloc.so.2",
         package: "libjemalloc2",
     },
@@ -174,8 +187,9 @@ pub struct BenchOpts {
     /// workload such as `larson` for all its rows); repeatable.
     #[arg(long = "workload", value_name = "NAME")]
     pub workloads: Vec<String>,
-    /// Only this allocator (glibc, hakmem, mimalloc, jemalloc, tcmalloc,
-    /// hakmem[MODE]); repeatable.
+    /// Only this allocator (glibc, hakmem, mimalloc-v3, jemalloc-5.3, snmalloc, tcmalloc,
+    /// mimalloc-2.0-deb, jemalloc-deb, hakmem[MODE]); repeatable. Without it: all of them
+    /// (the crate peers are built on first use into <target>/peers).
     #[arg(long = "allocator", value_name = "NAME")]
     pub allocators: Vec<String>,
     /// Add hakmem rows for each HAKMEM_MODE (minimal, fast, balanced, learning, research).
@@ -227,13 +241,16 @@ pub fn select_workloads(filters: &[String]) -> Result<Vec<Workload>> {
 }
 
 /// A row of the matrix: how to run the child.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Allocator {
     pub name: String,
     pub preload: Option<PathBuf>,
     pub env: BTreeMap<String, String>,
     pub is_hakmem: bool,
+    /// Exact version(s), for the configuration record.
     pub version: String,
+    /// How the library was made, for peers built here (`crate::peers`).
+    pub build: Option<String>,
 }
 
 impl Allocator {
@@ -259,8 +276,18 @@ pub fn requested_allocators(filters: &[String], modes: bool) -> Result<Vec<Strin
                     .and_then(|m| m.strip_suffix(']'))
                     .is_some_and(|m| !m.is_empty());
             if !ok {
+                let near: Vec<&str> = BASE_ALLOCATORS
+                    .iter()
+                    .copied()
+                    .filter(|b| b.starts_with(f.as_str()))
+                    .collect();
+                let hint = if near.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (did you mean {}?)", near.join(" or "))
+                };
                 bail!(
-                    "unknown allocator `{f}`; known: {}, hakmem[<mode>]",
+                    "unknown allocator `{f}`{hint}; known: {}, hakmem[<mode>]",
                     BASE_ALLOCATORS.join(", ")
                 );
             }
@@ -304,11 +331,13 @@ fn find_peer_so(prefix: &str) -> Option<PathBuf> {
     None
 }
 
+/// The Debian package and version of a peer found on the system:
+/// `libmimalloc2.0 2.0.9+ds-2 (Debian package)`.
 fn dpkg_version(pkg: &str, path: Option<&Path>) -> String {
     if let Some(v) = config::command_stdout("dpkg-query", &["-W", "-f=${Version}", pkg], None)
         .filter(|v| !v.is_empty())
     {
-        return v;
+        return debian_version(pkg, &v);
     }
     // The package may have another name on this system: ask dpkg who owns the file.
     if let Some(p) = path {
@@ -320,11 +349,15 @@ fn dpkg_version(pkg: &str, path: Option<&Path>) -> String {
                 && let Some(v) =
                     config::command_stdout("dpkg-query", &["-W", "-f=${Version}", name], None)
             {
-                return v;
+                return debian_version(name, &v);
             }
         }
     }
-    "unknown".into()
+    "unknown (not from a Debian package dpkg knows)".into()
+}
+
+fn debian_version(pkg: &str, version: &str) -> String {
+    format!("{pkg} {version} (Debian package)")
 }
 
 /// The rows of `--hakmem-so NAME=PATH`: hakmem built elsewhere, with its counters on.
@@ -343,6 +376,7 @@ fn extra_hakmem_rows(specs: &[String]) -> Result<Vec<Allocator>> {
                 preload: Some(path),
                 env: [("HAKMEM_STATS".to_string(), "1".to_string())].into(),
                 is_hakmem: true,
+                build: None,
             })
         })
         .collect()
@@ -373,6 +407,11 @@ fn resolve_allocators(
             );
         }
     }
+    let wanted_crate: Vec<&peers::CratePeer> = peers::CRATE_PEERS
+        .iter()
+        .filter(|p| names.iter().any(|n| n == p.row))
+        .collect();
+    let built = peers::ensure(&wanted_crate, skipped);
     let hakmem_version = format!(
         "{} (workspace {})",
         env!("CARGO_PKG_VERSION"),
@@ -387,9 +426,8 @@ fn resolve_allocators(
             out.push(Allocator {
                 name: n.clone(),
                 preload: None,
-                env: BTreeMap::new(),
-                is_hakmem: false,
                 version: v,
+                ..Default::default()
             });
         } else if n == "hakmem" || n.starts_with("hakmem[") {
             let mut env = BTreeMap::new();
@@ -403,15 +441,25 @@ fn resolve_allocators(
                 env,
                 is_hakmem: true,
                 version: hakmem_version.clone(),
+                build: None,
             });
+        } else if let Some(b) = built.get(n) {
+            out.push(Allocator {
+                name: n.clone(),
+                preload: Some(b.so.clone()),
+                version: b.version.clone(),
+                build: Some(b.build.clone()),
+                ..Default::default()
+            });
+        } else if peers::crate_peer(n).is_some() {
+            // Not built: `peers::ensure` printed and recorded its `skip:` line.
         } else if let Some(spec) = PEERS.iter().find(|p| p.name == n) {
             match find_peer_so(spec.prefix) {
                 Some(path) => out.push(Allocator {
                     name: n.clone(),
                     version: dpkg_version(spec.package, Some(&path)),
                     preload: Some(path),
-                    env: BTreeMap::new(),
-                    is_hakmem: false,
+                    ..Default::default()
                 }),
                 None => {
                     let why = if config::is_root() {
@@ -806,6 +854,9 @@ fn check_rows(unchecked_so: &Path, hakmem_so: &Path) -> Vec<Allocator> {
             preload: Some(unchecked_so.to_path_buf()),
             env: stats(),
             is_hakmem: true,
+            build: Some(
+                "cargo build --release -p hakmem-ffi --features hakmem-ffi/unchecked".into(),
+            ),
         },
         Allocator {
             name: "hakmem[secure]".into(),
@@ -813,6 +864,7 @@ fn check_rows(unchecked_so: &Path, hakmem_so: &Path) -> Vec<Allocator> {
             preload: Some(hakmem_so.to_path_buf()),
             env: secure,
             is_hakmem: true,
+            build: None,
         },
     ]
 }
@@ -1002,7 +1054,7 @@ pub fn bench(opts: &BenchOpts) -> Result<PathBuf> {
         preload: Some(hakmem_so.clone()),
         env: [("HAKMEM_STATS".to_string(), "1".to_string())].into(),
         is_hakmem: true,
-        version: String::new(),
+        ..Default::default()
     };
 
     let (features, verbose) = if needs_hakmem {
@@ -1132,13 +1184,14 @@ pub fn bench(opts: &BenchOpts) -> Result<PathBuf> {
     cfg.insert("date".into(), json!(config::rfc3339_utc(started)));
     let mut amap = Map::new();
     for a in &allocs {
-        amap.insert(
-            a.name.clone(),
-            json!({
-                "path": a.preload.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(none: system libc malloc)".into()),
-                "version": a.version,
-            }),
-        );
+        let mut entry = json!({
+            "path": a.preload.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(none: system libc malloc)".into()),
+            "version": a.version,
+        });
+        if let Some(b) = &a.build {
+            entry["build"] = json!(b);
+        }
+        amap.insert(a.name.clone(), entry);
     }
     cfg.insert("allocators".into(), Value::Object(amap));
     cfg.insert("quick".into(), json!(opts.quick));
@@ -1227,13 +1280,19 @@ pub fn bench(opts: &BenchOpts) -> Result<PathBuf> {
 }
 
 fn print_summary(rec: &Record) {
-    header("summary (median; hakmem ratio vs peer, > 1 = hakmem better)");
+    header(
+        "summary (median; hakmem ratio vs peer, > 1 = hakmem better; best = the strongest \
+         peer of the run, glibc aside)",
+    );
     for r in &rec.results {
-        let ratios: Vec<String> = r
+        let mut ratios: Vec<String> = r
             .ratio_vs
             .iter()
             .map(|(p, x)| format!("{p} {}", report::fmt_ratio(*x)))
             .collect();
+        if let Some((p, x)) = report::best_peer(&r.ratio_vs) {
+            ratios.push(format!("best {p} {}", report::fmt_ratio(x)));
+        }
         println!(
             "  {:<15} {:<18} {:>10} {:<14} rss {:>8} KiB{}{}",
             r.workload,
@@ -1287,6 +1346,46 @@ mod tests {
         assert!(requested_allocators(&["hakmem[fast]".into()], false).is_ok());
         assert!(requested_allocators(&["hakmem[]".into()], false).is_err());
         assert!(requested_allocators(&["ptmalloc".into()], false).is_err());
+        let e = requested_allocators(&["mimalloc".into()], false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("did you mean mimalloc-v3 or mimalloc-2.0-deb?"),
+            "{e}"
+        );
+        assert!(!e.contains("did you mean jemalloc"), "{e}");
+    }
+
+    /// The default run has every peer, crate-built and Debian's, each named once; the CI
+    /// smoke's `--allocator glibc --allocator hakmem` asks for no crate peer, so it builds none.
+    #[test]
+    fn peer_rows() {
+        for p in &peers::CRATE_PEERS {
+            assert!(
+                BASE_ALLOCATORS.contains(&p.row),
+                "{} not in the default run",
+                p.row
+            );
+        }
+        for p in &PEERS {
+            assert!(BASE_ALLOCATORS.contains(&p.name), "{}", p.name);
+            assert!(
+                peers::crate_peer(p.name).is_none(),
+                "{} named twice",
+                p.name
+            );
+        }
+        let names: std::collections::BTreeSet<_> = BASE_ALLOCATORS.iter().collect();
+        assert_eq!(names.len(), BASE_ALLOCATORS.len());
+        assert_eq!(
+            BASE_ALLOCATORS.len(),
+            2 + peers::CRATE_PEERS.len() + PEERS.len()
+        );
+        let smoke = requested_allocators(&["glibc".into(), "hakmem".into()], false).unwrap();
+        assert!(smoke.iter().all(|n| peers::crate_peer(n).is_none()));
+        let mut skipped = Vec::new();
+        assert!(peers::ensure(&[], &mut skipped).is_empty());
+        assert!(skipped.is_empty());
     }
 
     #[test]
@@ -1299,10 +1398,8 @@ mod tests {
     fn ablation_lists_absent_without_feature_line() {
         let h = Allocator {
             name: "hakmem".into(),
-            preload: None,
-            env: BTreeMap::new(),
             is_hakmem: true,
-            version: String::new(),
+            ..Default::default()
         };
         let (rows, absent) = ablation_rows_spec(&h, None);
         assert_eq!(rows.len(), 1, "only minimal when nothing is known");
@@ -1400,10 +1497,8 @@ mod tests {
         // A fake "workload" that prints a RESULT line but no hakmem-stats line.
         let h = Allocator {
             name: "hakmem".into(),
-            preload: None,
-            env: BTreeMap::new(),
             is_hakmem: true,
-            version: String::new(),
+            ..Default::default()
         };
         let script = r#"echo 'RESULT {"workload":"x","threads":1,"metric":"ops","value":5,"higher_is_better":true,"ops":5,"seconds":1,"params":{}}'"#;
         let mut meta = CellMeta::default();

@@ -68,16 +68,19 @@ fn color_for(name: &str, i: usize) -> RGBColor {
     match name {
         "glibc" => RGBColor(140, 140, 140),
         "hakmem" => RGBColor(214, 39, 40),
-        "mimalloc" => RGBColor(31, 119, 180),
-        "jemalloc" => RGBColor(44, 160, 44),
+        "mimalloc-v3" => RGBColor(31, 119, 180),
+        "jemalloc-5.3" => RGBColor(44, 160, 44),
+        "snmalloc" => RGBColor(148, 103, 189),
         "tcmalloc" => RGBColor(255, 127, 14),
+        "mimalloc-2.0-deb" => RGBColor(158, 202, 225),
+        "jemalloc-deb" => RGBColor(161, 217, 155),
         _ => {
             const EXTRA: [RGBColor; 6] = [
-                RGBColor(148, 103, 189),
+                RGBColor(23, 190, 207),
                 RGBColor(140, 86, 75),
                 RGBColor(227, 119, 194),
                 RGBColor(188, 189, 34),
-                RGBColor(23, 190, 207),
+                RGBColor(255, 187, 120),
                 RGBColor(255, 152, 150),
             ];
             EXTRA[i % EXTRA.len()]

@@ -167,6 +167,7 @@ pub fn is_recorded_env(key: &str) -> bool {
         || key.starts_with("MIMALLOC_")
         || key.starts_with("TCMALLOC_")
         || key.starts_with("JEMALLOC_")
+        || key.starts_with("SNMALLOC_")
         || matches!(
             key,
             "GLIBC_TUNABLES" | "MALLOC_CONF" | "_RJEM_MALLOC_CONF" | "LOOM_MAX_PREEMPTIONS"

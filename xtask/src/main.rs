@@ -3,7 +3,9 @@
 //! - `cargo xtask build`: release build of `libhakmem.so` and the workload binary.
 //! - `cargo xtask test`: the CI sequence (tools, fmt, clippy, build, tests, loom, bench smoke).
 //! - `cargo xtask loom`: the loom models under `--cfg loom`.
-//! - `cargo xtask bench`: hakmem against glibc, mimalloc, jemalloc and tcmalloc.
+//! - `cargo xtask bench`: hakmem against glibc and the peers: mimalloc v3, jemalloc 5.3 and
+//!   snmalloc built from their crates (`benches/peers`), tcmalloc and Debian's older mimalloc
+//!   and jemalloc.
 //! - `cargo xtask fuzz`: the shadow-model fuzzer under `LD_PRELOAD` in every mode.
 
 mod bench;
@@ -13,6 +15,7 @@ mod config;
 mod fuzz;
 mod model;
 mod parse;
+mod peers;
 mod report;
 mod stats;
 mod util;

@@ -147,6 +147,23 @@ fn peers(results: &[CellResult]) -> Vec<String> {
     v
 }
 
+/// Whether a row name is a peer of hakmem: not glibc (the baseline every chart is relative
+/// to) and not a hakmem row.
+pub fn is_peer(allocator: &str) -> bool {
+    allocator != "glibc" && !allocator.starts_with("hakmem")
+}
+
+/// The best peer of a hakmem row: among all the peers it was compared with in the run (the
+/// crate-built ones, tcmalloc, the Debian builds, ...), the one hakmem fares worst against,
+/// i.e. its smallest ratio; `None` without peers.
+pub fn best_peer(ratio_vs: &std::collections::BTreeMap<String, f64>) -> Option<(&str, f64)> {
+    ratio_vs
+        .iter()
+        .filter(|(p, _)| is_peer(p))
+        .map(|(p, x)| (p.as_str(), *x))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+}
+
 fn ratio_text(r: &CellResult) -> String {
     r.ratio_vs
         .iter()
@@ -363,13 +380,21 @@ pub fn render_markdown(rec: &Record) -> String {
     if !hak_rows.is_empty() && !peers.is_empty() {
         let _ = writeln!(
             out,
-            "## Summary: hakmem ratio vs each allocator (> 1 = hakmem better)\n"
+            "## Summary: hakmem ratio vs each allocator (> 1 = hakmem better)\n\n\
+             The best peer is, per row, the peer of this run that hakmem fares worst against \
+             (its smallest ratio) among all the peers in the run; glibc, the baseline, is not a \
+             peer. Geomeans are over the plain `hakmem` rows.\n"
         );
-        let _ = writeln!(out, "| workload | hakmem row | {} |", peers.join(" | "));
-        let _ = writeln!(out, "|---|---|{}", "---:|".repeat(peers.len()));
+        let _ = writeln!(
+            out,
+            "| workload | hakmem row | {} | vs best peer |",
+            peers.join(" | ")
+        );
+        let _ = writeln!(out, "|---|---|{}---:|", "---:|".repeat(peers.len()));
         let mut per_peer: Vec<Vec<f64>> = vec![Vec::new(); peers.len()];
+        let mut vs_best = Vec::new();
         for r in &hak_rows {
-            let cells: Vec<String> = peers
+            let mut cells: Vec<String> = peers
                 .iter()
                 .enumerate()
                 .map(|(i, p)| match r.ratio_vs.get(p) {
@@ -382,12 +407,22 @@ pub fn render_markdown(rec: &Record) -> String {
                     None => "–".into(),
                 })
                 .collect();
+            cells.push(match best_peer(&r.ratio_vs) {
+                Some((p, x)) => {
+                    if r.allocator == "hakmem" {
+                        vs_best.push(x);
+                    }
+                    format!("{} {}", fmt_ratio(x), escape_cell(p))
+                }
+                None => "–".into(),
+            });
             row3(&mut out, &r.workload, &r.allocator, &cells.join(" | "));
         }
-        let g: Vec<String> = per_peer
+        let mut g: Vec<String> = per_peer
             .iter()
             .map(|v| opt(geomean(v), fmt_ratio))
             .collect();
+        g.push(opt(geomean(&vs_best), fmt_ratio));
         let _ = writeln!(out, "| **geomean** | hakmem | {} |\n", g.join(" | "));
     }
     variants_table(&mut out, &rec.results);
@@ -549,7 +584,11 @@ mod tests {
         assert!(md.contains("2.50× vs glibc"), "{md}");
         assert!(md.contains("1.50× vs mimalloc"), "{md}");
         assert!(
-            md.contains("| larson-t1 | hakmem | 2.50× | 1.50× |"),
+            md.contains("| larson-t1 | hakmem | 2.50× | 1.50× | 1.50× mimalloc |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| **geomean** | hakmem | 2.50× | 1.50× | 1.50× |"),
             "{md}"
         );
         assert!(md.contains("skip: tcmalloc not installed"));
@@ -645,6 +684,26 @@ mod tests {
             ),
             "{md}"
         );
+    }
+
+    /// The best peer is the strongest of every peer in the run, never glibc nor a hakmem row.
+    #[test]
+    fn best_peer_is_the_smallest_ratio_over_all_peers() {
+        let r: std::collections::BTreeMap<String, f64> = [
+            ("glibc", 0.5),
+            ("hakmem", 0.9),
+            ("mimalloc-2.0-deb", 1.8),
+            ("mimalloc-v3", 1.1),
+            ("snmalloc", 0.95),
+            ("tcmalloc", 1.3),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        assert_eq!(best_peer(&r), Some(("snmalloc", 0.95)));
+        let only_glibc = [("glibc".to_string(), 2.0)].into_iter().collect();
+        assert_eq!(best_peer(&only_glibc), None);
+        assert!(is_peer("jemalloc-5.3") && !is_peer("glibc") && !is_peer("hakmem[fast]"));
     }
 
     #[test]
