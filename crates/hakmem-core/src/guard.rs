@@ -49,7 +49,7 @@
 //! is raised again); from then on guard faults take that action too.
 
 use crate::diag::{self, Fault, StackBuf};
-use crate::map::{CHUNK_SIZE, TAG_GUARD};
+use crate::map::{self, CHUNK_SIZE, TAG_GUARD, Tag};
 use crate::os::{self, PAGE};
 use crate::segment::{OS_PAGES, PageSource};
 use crate::stats;
@@ -59,6 +59,7 @@ use core::ffi::{c_int, c_void};
 use core::fmt::Write;
 use core::mem::MaybeUninit;
 use core::ptr;
+use core::sync::atomic::AtomicBool;
 
 /// The number of slots, hence of guarded blocks live at once.
 pub const SLOTS: usize = 256;
@@ -150,6 +151,8 @@ enum Access {
     },
     /// In a slot that never held a block.
     Unused { addr: usize },
+    /// In the guard page at the end of a slab (the hardened mode): past its last block.
+    SlabEnd { addr: usize },
 }
 
 /// Writes the report line of an access (nothing for `NotOurs` and `Retry`).
@@ -196,6 +199,10 @@ fn report<const N: usize>(b: &mut StackBuf<N>, a: &Access) {
         Access::Unused { addr } => {
             writeln!(b, "hakmem: wild access: {addr:#x} in an unused guard slot")
         }
+        Access::SlabEnd { addr } => writeln!(
+            b,
+            "hakmem: heap-buffer-overflow: {addr:#x} is past the last block of its slab, in the slab's guard page"
+        ),
     };
 }
 
@@ -257,7 +264,7 @@ impl Guard {
             return 0;
         }
         if self.handles_faults {
-            install_handlers();
+            ensure_handlers();
         }
         self.base.store(base, Ordering::Release);
         base
@@ -445,6 +452,45 @@ static PREVIOUS: Previous = Previous(UnsafeCell::new([MaybeUninit::uninit(); 2])
 
 const SIGNALS: [c_int; 2] = [libc::SIGSEGV, libc::SIGBUS];
 
+/// Installs the fault handler once per process (the guard reservation and the hardened mode's
+/// slab guards both need it).
+fn ensure_handlers() {
+    static INSTALLED: AtomicBool = AtomicBool::new(false);
+    if !INSTALLED.swap(true, Ordering::AcqRel) {
+        install_handlers();
+    }
+}
+
+/// The slab tiers whose slabs end in a guard page (the hardened mode): (owner-map tag, slab
+/// size) pairs, for the fault handler.
+static SLAB_GUARDS: [AtomicUsize; 4] = [const { AtomicUsize::new(0) }; 4];
+
+/// Makes the last page of the slab at `slab` (`slab_size` bytes, of the tier tagged `tag`) a
+/// guard page: an overflow past the slab's last block stops there with a report instead of
+/// running into the next slab's header. False when the OS refuses (the slab works unguarded).
+pub fn guard_slab_tail(slab: usize, slab_size: usize, tag: Tag) -> bool {
+    let entry = (tag as usize) << 56 | slab_size;
+    for g in &SLAB_GUARDS {
+        match g.compare_exchange(0, entry, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => break,
+            Err(e) if e == entry => break,
+            Err(_) => {}
+        }
+    }
+    ensure_handlers();
+    protect(slab + slab_size - PAGE, PAGE, libc::PROT_NONE)
+}
+
+/// Whether `addr` lies in the guard page at the end of a slab (see [`guard_slab_tail`]).
+fn in_slab_guard(addr: usize) -> bool {
+    let tag = map::MAP.tag(addr) as usize;
+    SLAB_GUARDS.iter().any(|g| {
+        let e = g.load(Ordering::Acquire);
+        let size = e & ((1 << 56) - 1);
+        e != 0 && e >> 56 == tag && size.is_power_of_two() && addr & (size - 1) >= size - PAGE
+    })
+}
+
 /// Installs [`on_fault`] for `SIGSEGV` and `SIGBUS`, saving the previous actions first.
 fn install_handlers() {
     let handler: extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) = on_fault;
@@ -473,10 +519,13 @@ extern "C" fn on_fault(sig: c_int, info: *mut libc::siginfo_t, _ctx: *mut c_void
         // SAFETY: an SA_SIGINFO handler is passed the signal's siginfo.
         let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
         // A non-positive code: sent by kill/raise/sigqueue, not raised by an access.
-        let access = if code > 0 {
+        let access = match if code > 0 {
             GUARD.classify(addr)
         } else {
             Access::NotOurs
+        } {
+            Access::NotOurs if code > 0 && in_slab_guard(addr) => Access::SlabEnd { addr },
+            a => a,
         };
         match access {
             Access::Retry => {}

@@ -150,3 +150,32 @@ fn sampled_mallocs_are_guarded() {
         dies_with_report_in("uaf", false, env);
     }
 }
+
+/// The hardened mode ends every slab in a guard page: an overflow that runs from the last
+/// block of a slab to the slab's end stops there with a report (Tiny 64 KiB and L2 1 MiB
+/// slabs), instead of writing into the next slab's header.
+#[test]
+fn secure_slabs_end_in_a_guard_page() {
+    for (size, slab) in [(24, 64 << 10), (1000, 64 << 10), (5000, 1 << 20)] {
+        let mut cmd = preloaded(plain(compile_c("slabguard")));
+        cmd.args([size.to_string(), slab.to_string()])
+            .env("HAKMEM_SECURE", "1");
+        let out = run_with_timeout(cmd, Duration::from_secs(60));
+        let what = format!("slabguard {size} {slab}");
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGABRT),
+            "{what}: {}\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            tail(&out.stdout, 2000),
+            tail(&out.stderr, 2000)
+        );
+        assert!(
+            out.stderr.contains("hakmem: heap-buffer-overflow:")
+                && out.stderr.contains("in the slab's guard page"),
+            "{what}: no report:\n{}",
+            tail(&out.stderr, 2000)
+        );
+        assert!(!out.stdout.contains("no fault"), "{what}");
+    }
+}

@@ -454,6 +454,9 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
             self.empty_count.set(self.empty_count.get() - 1);
             s.format(class, bs, size, self.tid.get(), self.id.get());
             s.remote_batch.set(remote_batch::<G>(bs));
+            if self.secure.get() {
+                s.guard_tail(size, G::TAG);
+            }
             return Some(s);
         }
         let (s, adopted) = G::pool().acquire::<G>(class)?;
@@ -465,6 +468,9 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
         } else {
             s.format(class, bs, size, self.tid.get(), self.id.get());
             s.remote_batch.set(remote_batch::<G>(bs));
+            if self.secure.get() {
+                s.guard_tail(size, G::TAG);
+            }
         }
         Some(s)
     }

@@ -20,6 +20,7 @@
 use super::link;
 use super::remote::{Block, RemoteList};
 use crate::diag::Fault;
+use crate::os::PAGE;
 use crate::stats::TierCounters;
 use crate::sync::{AtomicU32, AtomicUsize, Cell, Ordering};
 
@@ -118,6 +119,9 @@ pub struct Slab {
     pub(crate) seg_free: Cell<u32>,
     /// While in the pool's free list: how resident it still is (`purge::Stage`).
     pub(crate) stage: Cell<u8>,
+    /// 1 when the slab's last page is a guard page (the hardened mode; kept while the slab
+    /// lives, for every format after).
+    pub(crate) guarded: Cell<u8>,
 }
 
 #[cfg(not(loom))]
@@ -164,6 +168,7 @@ macro_rules! empty_slab {
             capacity: Cell::new(0),
             seg_free: Cell::new(0),
             stage: Cell::new(0),
+            guarded: Cell::new(0),
         }
     };
 }
@@ -200,7 +205,13 @@ impl Slab {
     ) {
         debug_assert!(self.remote.is_empty() && self.used.get() == 0);
         link::init_key();
-        let capacity = (slab_size - SLAB_HEADER) / block_size;
+        // The hardened mode keeps the last page for a guard (see `guard_tail`).
+        let end = if tid & SECURE != 0 && slab_size > 4 * PAGE {
+            slab_size - PAGE
+        } else {
+            slab_size
+        };
+        let capacity = (end - SLAB_HEADER) / block_size;
         self.free.set(self.end());
         self.deferred.set(ptr::null_mut());
         self.used.set(0);
@@ -215,6 +226,17 @@ impl Slab {
             .set((capacity as u64 * link::excess(block_size)) as u32);
         self.heap_id.set(heap_id);
         self.owner.store(tid, Ordering::Relaxed);
+    }
+
+    /// Makes the slab's last page a guard page (the hardened mode, after [`Self::format`]; once
+    /// per slab: it stays while the slab's segment lives).
+    pub(crate) fn guard_tail(&self, slab_size: usize, tag: crate::map::Tag) {
+        if self.guarded.get() == 0
+            && slab_size > 4 * PAGE
+            && crate::guard::guard_slab_tail(self as *const Slab as usize, slab_size, tag)
+        {
+            self.guarded.set(1);
+        }
     }
 
     /// Forgets the slab's format (it holds no live block): no pointer into it is a block.
