@@ -101,6 +101,19 @@ impl Workload {
         }
     }
 
+    /// Measured seconds under `--quick`: [`QUICK_SECONDS`], except for the workloads whose
+    /// rate swings several-fold from run to run in 0.3 s: `big` and `phased` (a few slow ops
+    /// on 2..64 MiB blocks, and 0.3 s is mostly the warm-up of the allocator's cache of
+    /// freed mappings) and `prodcons` (about 200 rounds per thread in 0.3 s, and a CPU time
+    /// of 0.05..0.15 s to divide by; its threads mostly sleep, so the longer run costs
+    /// little CPU).
+    fn quick_seconds(self) -> f64 {
+        match self {
+            Workload::Big | Workload::Phased | Workload::Prodcons => QUICK_SECONDS_SLOW,
+            _ => QUICK_SECONDS,
+        }
+    }
+
     /// `--slots` default under `--quick` (only the workloads that touch 100s of MiB shrink).
     fn quick_slots(self) -> Option<usize> {
         match self {
@@ -123,6 +136,8 @@ impl Workload {
 /// Default measured duration in seconds, and under `--quick`.
 pub const DEFAULT_SECONDS: f64 = 2.0;
 pub const QUICK_SECONDS: f64 = 0.3;
+/// `--quick` duration of the workloads with few, slow ops (see `Workload::quick_seconds`).
+pub const QUICK_SECONDS_SLOW: f64 = 1.5;
 pub const DEFAULT_SEED: u64 = 12345;
 
 /// Fully resolved parameters of one run.
@@ -271,7 +286,7 @@ where
     let (d_threads, d_min, d_max, d_slots) = workload.defaults();
     let threads = threads.unwrap_or(d_threads);
     let seconds = seconds.unwrap_or(if quick {
-        QUICK_SECONDS
+        workload.quick_seconds()
     } else {
         DEFAULT_SECONDS
     });
@@ -363,7 +378,7 @@ mod tests {
             }
         );
         let q = parse(["big", "--quick"]).unwrap();
-        assert_eq!((q.seconds, q.slots), (QUICK_SECONDS, 4));
+        assert_eq!((q.seconds, q.slots), (QUICK_SECONDS_SLOW, 4));
         let p = parse(["phased"]).unwrap();
         assert_eq!(
             (p.threads, p.min, p.max, p.slots),
@@ -397,7 +412,7 @@ mod tests {
         );
         assert_eq!(
             parse(["prodcons", "--quick"]).unwrap().seconds,
-            QUICK_SECONDS
+            QUICK_SECONDS_SLOW
         );
 
         let l = parse(["larson-orig"]).unwrap();
@@ -432,6 +447,28 @@ mod tests {
         );
         // `larson` keeps its own defaults.
         assert_eq!(parse(["larson"]).unwrap().rounds, 1);
+    }
+
+    #[test]
+    fn quick_seconds_per_workload() {
+        for (w, want) in [
+            ("big", QUICK_SECONDS_SLOW),
+            ("phased", QUICK_SECONDS_SLOW),
+            ("prodcons", QUICK_SECONDS_SLOW),
+            ("big-replace", QUICK_SECONDS),
+            ("larson", QUICK_SECONDS),
+            ("larson-orig", QUICK_SECONDS),
+            ("slots", QUICK_SECONDS),
+        ] {
+            assert_eq!(parse([w, "--quick"]).unwrap().seconds, want, "{w}");
+            assert_eq!(parse([w]).unwrap().seconds, DEFAULT_SECONDS, "{w}");
+        }
+        assert_eq!(
+            parse(["big", "--quick", "--seconds", "0.2"])
+                .unwrap()
+                .seconds,
+            0.2
+        );
     }
 
     #[test]
