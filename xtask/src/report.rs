@@ -71,6 +71,17 @@ fn fmt_mib(kb: f64) -> String {
     format!("{:.1}", kb / 1024.0)
 }
 
+/// The note a workload's entry in the record's `workloads` list carries, if any.
+fn workload_note<'a>(rec: &'a Record, workload: &str) -> Option<&'a str> {
+    rec.config
+        .get("workloads")?
+        .as_array()?
+        .iter()
+        .find(|w| w.get("name").and_then(Value::as_str) == Some(workload))?
+        .get("note")?
+        .as_str()
+}
+
 fn escape_cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
@@ -317,6 +328,9 @@ pub fn render_markdown(rec: &Record) -> String {
             first.threads,
             first.args.join(" ")
         );
+        if let Some(note) = workload_note(rec, &w) {
+            let _ = writeln!(out, "{note}\n");
+        }
         let _ = writeln!(
             out,
             "| allocator | median | min–max | peak RSS MiB | faults | CPU s | ratio | served |"
@@ -559,6 +573,26 @@ mod tests {
         );
         assert!(md.contains("HAKMEM_ELO"));
         assert!(md.contains("| 2.0 |"), "RSS in MiB: {md}");
+    }
+
+    #[test]
+    fn notes_are_printed_under_their_heading() {
+        let mut rec = sample_record();
+        rec.config.insert(
+            "workloads".into(),
+            json!([
+                {"name": "larson-t1", "args": ["larson"], "note": "RSS matters here."},
+                {"name": "other", "args": ["x"], "note": "Not this one."},
+            ]),
+        );
+        let md = render_markdown(&rec);
+        assert!(
+            md.contains("args `larson --threads 1`\n\nRSS matters here.\n\n| allocator |"),
+            "{md}"
+        );
+        // Only in the configuration record, not under a heading.
+        assert!(!md.contains("\nNot this one.\n"), "{md}");
+        assert_eq!(workload_note(&sample_record(), "larson-t1"), None);
     }
 
     #[test]
