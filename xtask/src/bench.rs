@@ -1281,7 +1281,7 @@ fn print_summary(rec: &Record) {
             .map(|(p, x)| format!("{p} {}", report::fmt_ratio(*x)))
             .collect();
         println!(
-            "  {:<15} {:<18} {:>10} {:<15} rss {:>8} KiB{}{}",
+            "  {:<15} {:<18} {:>10} {:<15} rss {:>8} KiB{}{}{}",
             r.workload,
             r.allocator,
             r.median
@@ -1296,11 +1296,24 @@ fn print_summary(rec: &Record) {
             } else {
                 format!("  [{}]", ratios.join(", "))
             },
+            if r.unstable {
+                format!(
+                    "  UNSTABLE (runs spread {})",
+                    r.spread
+                        .map(|s| format!("{:.0}%", s * 100.0))
+                        .unwrap_or_else(|| "∞".into())
+                )
+            } else {
+                String::new()
+            },
             match r.served_by_hakmem {
                 Some(false) => "  NOT SERVED BY HAKMEM",
                 _ => "",
             }
         );
+    }
+    if rec.results.iter().any(|r| r.unstable) {
+        println!("  UNSTABLE: {}", report::unstable_explanation());
     }
 }
 
