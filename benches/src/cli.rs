@@ -1,5 +1,9 @@
 //! Command line: `hakmem-bench <workload> [--threads N] [--seconds F] [--seed N]
 //! [--min BYTES] [--max BYTES] [--slots N] [--rounds N] [--quick]`.
+//!
+//! `--rounds` means: `larson`, `larson-orig`: steps per thread = rounds × `--slots` before
+//! a successor takes over (default 1 and 100); `big-replace`: the number of replacements
+//! per thread (default 2000, 200 with `--quick`); ignored by the other workloads.
 
 use std::fmt;
 
@@ -17,10 +21,13 @@ pub enum Workload {
     ReallocGrow,
     Churn,
     Phased,
+    BigReplace,
+    Prodcons,
+    LarsonOrig,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 11] = [
+    pub const ALL: [Workload; 14] = [
         Workload::Larson,
         Workload::Slots,
         Workload::RandomMixed,
@@ -32,6 +39,9 @@ impl Workload {
         Workload::ReallocGrow,
         Workload::Churn,
         Workload::Phased,
+        Workload::BigReplace,
+        Workload::Prodcons,
+        Workload::LarsonOrig,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,6 +57,9 @@ impl Workload {
             Workload::ReallocGrow => "realloc-grow",
             Workload::Churn => "churn",
             Workload::Phased => "phased",
+            Workload::BigReplace => "big-replace",
+            Workload::Prodcons => "prodcons",
+            Workload::LarsonOrig => "larson-orig",
         }
     }
 
@@ -70,6 +83,34 @@ impl Workload {
             Workload::ReallocGrow => (1, 16, M, 8),
             Workload::Churn => (4, 16, 2048, 1000),
             Workload::Phased => (1, 12 * M, 20 * M, 24),
+            Workload::BigReplace => (1, 5 * M, 25 * M, 20),
+            Workload::Prodcons => (2, 8, 16_000, 1000),
+            // The original program's compiled-in size range (min_size=10, max_size=500).
+            Workload::LarsonOrig => (4, 10, 500, 1000),
+        }
+    }
+
+    /// `--rounds` default: `larson`, `larson-orig`: steps per thread = rounds × slots;
+    /// `big-replace`: the number of replacements per thread (count-bounded, not timed).
+    fn default_rounds(self, quick: bool) -> usize {
+        match (self, quick) {
+            (Workload::LarsonOrig, _) => 100,
+            (Workload::BigReplace, false) => 2000,
+            (Workload::BigReplace, true) => 200,
+            _ => 1,
+        }
+    }
+
+    /// Measured seconds under `--quick`: [`QUICK_SECONDS`], except for the workloads whose
+    /// rate swings several-fold from run to run in 0.3 s: `big` and `phased` (a few slow ops
+    /// on 2..64 MiB blocks, and 0.3 s is mostly the warm-up of the allocator's cache of
+    /// freed mappings) and `prodcons` (about 200 rounds per thread in 0.3 s, and a CPU time
+    /// of 0.05..0.15 s to divide by; its threads mostly sleep, so the longer run costs
+    /// little CPU).
+    fn quick_seconds(self) -> f64 {
+        match self {
+            Workload::Big | Workload::Phased | Workload::Prodcons => QUICK_SECONDS_SLOW,
+            _ => QUICK_SECONDS,
         }
     }
 
@@ -95,6 +136,8 @@ impl Workload {
 /// Default measured duration in seconds, and under `--quick`.
 pub const DEFAULT_SECONDS: f64 = 2.0;
 pub const QUICK_SECONDS: f64 = 0.3;
+/// `--quick` duration of the workloads with few, slow ops (see `Workload::quick_seconds`).
+pub const QUICK_SECONDS_SLOW: f64 = 1.5;
 pub const DEFAULT_SEED: u64 = 12345;
 
 /// Fully resolved parameters of one run.
@@ -107,7 +150,8 @@ pub struct Config {
     pub min: usize,
     pub max: usize,
     pub slots: usize,
-    /// `larson` only: each thread makes `rounds × slots` steps, then a successor takes over.
+    /// `larson`, `larson-orig`: each thread makes `rounds × slots` steps, then a successor
+    /// takes over. `big-replace`: replacements per thread (the run is count-bounded).
     pub rounds: usize,
     pub quick: bool,
 }
@@ -242,7 +286,7 @@ where
     let (d_threads, d_min, d_max, d_slots) = workload.defaults();
     let threads = threads.unwrap_or(d_threads);
     let seconds = seconds.unwrap_or(if quick {
-        QUICK_SECONDS
+        workload.quick_seconds()
     } else {
         DEFAULT_SECONDS
     });
@@ -278,12 +322,26 @@ where
     if slots == 0 {
         return Err(usage_err("--slots must be at least 1"));
     }
-    let rounds = rounds.unwrap_or(1);
+    let rounds = rounds.unwrap_or(workload.default_rounds(quick));
     if rounds == 0 {
         return Err(usage_err("--rounds must be at least 1"));
     }
     if workload == Workload::ReallocGrow && min >= max {
         return Err(usage_err("realloc-grow needs --min < --max"));
+    }
+    if workload == Workload::LarsonOrig {
+        let reach = crate::rng::Lran2::MAX as usize;
+        if slots > reach || max - min > reach {
+            return Err(usage_err(format!(
+                "larson-orig draws slots and sizes with lran2 (0..{reach}): \
+                 --slots and --max - --min must be at most {reach}"
+            )));
+        }
+    }
+    if workload == Workload::Prodcons && threads < 2 {
+        return Err(usage_err(
+            "prodcons needs --threads of at least 2 (each frees what another allocated)",
+        ));
     }
     Ok(Config {
         workload,
@@ -320,7 +378,7 @@ mod tests {
             }
         );
         let q = parse(["big", "--quick"]).unwrap();
-        assert_eq!((q.seconds, q.slots), (QUICK_SECONDS, 4));
+        assert_eq!((q.seconds, q.slots), (QUICK_SECONDS_SLOW, 4));
         let p = parse(["phased"]).unwrap();
         assert_eq!(
             (p.threads, p.min, p.max, p.slots),
@@ -330,6 +388,87 @@ mod tests {
         assert_eq!((p.min, p.max, p.slots), (4 << 20, 8 << 20, 8));
         let p = parse(["phased", "--quick", "--max", "5m"]).unwrap();
         assert_eq!((p.min, p.max), (4 << 20, 5 << 20));
+    }
+
+    #[test]
+    fn new_workload_defaults() {
+        let b = parse(["big-replace"]).unwrap();
+        assert_eq!(
+            (b.threads, b.min, b.max, b.slots, b.rounds),
+            (1, 5 << 20, 25 << 20, 20, 2000)
+        );
+        let b = parse(["big-replace", "--quick"]).unwrap();
+        assert_eq!(
+            (b.min, b.max, b.slots, b.rounds),
+            (5 << 20, 25 << 20, 20, 200)
+        );
+        let b = parse(["big-replace", "--quick", "--rounds", "7"]).unwrap();
+        assert_eq!(b.rounds, 7);
+
+        let p = parse(["prodcons"]).unwrap();
+        assert_eq!(
+            (p.threads, p.min, p.max, p.slots, p.seconds),
+            (2, 8, 16_000, 1000, DEFAULT_SECONDS)
+        );
+        assert_eq!(
+            parse(["prodcons", "--quick"]).unwrap().seconds,
+            QUICK_SECONDS_SLOW
+        );
+
+        let l = parse(["larson-orig"]).unwrap();
+        assert_eq!(
+            (l.threads, l.min, l.max, l.slots, l.rounds, l.seed),
+            (4, 10, 500, 1000, 100, 12345)
+        );
+        // mimalloc-bench's `larson 5 8 1000 5000 100 4141 4`, spelled out.
+        let m = parse([
+            "larson-orig",
+            "--seconds",
+            "5",
+            "--min",
+            "8",
+            "--max",
+            "1000",
+            "--slots",
+            "5000",
+            "--rounds",
+            "100",
+            "--seed",
+            "4141",
+            "--threads",
+            "4",
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                m.seconds, m.min, m.max, m.slots, m.rounds, m.seed, m.threads
+            ),
+            (5.0, 8, 1000, 5000, 100, 4141, 4)
+        );
+        // `larson` keeps its own defaults.
+        assert_eq!(parse(["larson"]).unwrap().rounds, 1);
+    }
+
+    #[test]
+    fn quick_seconds_per_workload() {
+        for (w, want) in [
+            ("big", QUICK_SECONDS_SLOW),
+            ("phased", QUICK_SECONDS_SLOW),
+            ("prodcons", QUICK_SECONDS_SLOW),
+            ("big-replace", QUICK_SECONDS),
+            ("larson", QUICK_SECONDS),
+            ("larson-orig", QUICK_SECONDS),
+            ("slots", QUICK_SECONDS),
+        ] {
+            assert_eq!(parse([w, "--quick"]).unwrap().seconds, want, "{w}");
+            assert_eq!(parse([w]).unwrap().seconds, DEFAULT_SECONDS, "{w}");
+        }
+        assert_eq!(
+            parse(["big", "--quick", "--seconds", "0.2"])
+                .unwrap()
+                .seconds,
+            0.2
+        );
     }
 
     #[test]
@@ -380,6 +519,13 @@ mod tests {
         assert!(parse(["larson", "--seconds"]).is_err());
         assert!(parse(["larson", "--rounds", "0"]).is_err());
         assert!(parse(["larson", "--seconds", "-1"]).is_err());
+        assert!(parse(["prodcons", "--threads", "1"]).is_err());
+        assert!(parse(["prodcons", "--threads", "3"]).is_ok());
+        assert!(parse(["larson-orig", "--slots", "714025"]).is_ok());
+        assert!(parse(["larson-orig", "--slots", "714026"]).is_err());
+        assert!(parse(["larson-orig", "--max", "1m"]).is_err());
+        assert!(parse(["larson-orig", "--min", "600"]).is_err());
+        assert!(parse(["big-replace", "--rounds", "0"]).is_err());
         assert_eq!(parse(["--help"]), Err(CliError::Help));
     }
 }

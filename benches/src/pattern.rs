@@ -163,6 +163,34 @@ pub fn check_head(b: &Block, salt: u64) -> Result<(), Mismatch> {
     }
 }
 
+/// Writes the first `n` pattern bytes (fewer if the block is smaller): `larson-orig` writes
+/// its blocks' first two bytes, as the original program does.
+#[inline]
+pub fn stamp_first(b: &mut Block, salt: u64, n: usize) {
+    let tag = block_tag(b, salt);
+    for i in 0..n.min(b.size()) {
+        b.write_u8(i, expected_u8(tag, i));
+    }
+}
+
+/// Checks what [`stamp_first`] wrote.
+#[inline]
+pub fn check_first(b: &Block, salt: u64, n: usize) -> Result<(), Mismatch> {
+    let tag = block_tag(b, salt);
+    (0..n.min(b.size())).try_for_each(|i| check_u8(b, tag, i))
+}
+
+/// Checks that the `u64` at `off` is zero (what `memset(0)` left there).
+#[inline]
+pub fn check_zero_u64(b: &Block, off: usize) -> Result<(), Mismatch> {
+    let f = b.read_u64(off);
+    if f == 0 {
+        Ok(())
+    } else {
+        Err(mismatch(b, off, 8, 0, f))
+    }
+}
+
 /// Writes one pattern byte every [`PAGE`] bytes in `PAGE..limit` (offset 0 is covered by
 /// the stamp). Call after [`stamp`]; both use the same pattern, so they never conflict.
 #[inline]
@@ -279,6 +307,30 @@ mod tests {
             assert!(err.offset <= pos && pos < err.offset + err.width, "{err}");
             b.free();
         }
+    }
+
+    #[test]
+    fn first_bytes_roundtrip_and_detect() {
+        for size in [1usize, 2, 3, 500] {
+            let mut b = Block::alloc(size);
+            stamp_first(&mut b, SALT, 2);
+            assert_eq!(check_first(&b, SALT, 2), Ok(()), "size {size}");
+            let pos = size.min(2) - 1;
+            let v = b.read_u8(pos);
+            b.write_u8(pos, v ^ 0x10);
+            let err = check_first(&b, SALT, 2).expect_err("corruption not detected");
+            assert_eq!(err.offset, pos);
+            b.free();
+        }
+    }
+
+    #[test]
+    fn zero_word_check() {
+        let mut b = Block::alloc_zero_filled(64);
+        assert_eq!(check_zero_u64(&b, 24), Ok(()));
+        b.write_u8(27, 1);
+        assert_eq!(check_zero_u64(&b, 24).unwrap_err().found, 1 << 24);
+        b.free();
     }
 
     #[test]

@@ -46,6 +46,56 @@ impl Rng {
     }
 }
 
+/// Wolfram Gloger's `lran2` (1996), the generator of the original Larson program: a
+/// linear congruential generator (`x = (1366 x + 150889) mod 714025`) behind a 97-entry
+/// shuffle table. Outputs lie in `0..714025`. `larson-orig` uses it so that its sizes and
+/// slot choices follow the original program's for the same seed.
+#[derive(Clone, Debug)]
+pub struct Lran2 {
+    x: i64,
+    y: i64,
+    v: [i64; 97],
+}
+
+impl Lran2 {
+    /// One more than the largest output.
+    pub const MAX: i64 = 714_025;
+    const IA: i64 = 1366;
+    const IC: i64 = 150_889;
+
+    /// `lran2_init(seed)`.
+    pub fn new(seed: i64) -> Self {
+        let mut x = (Self::IC - seed) % Self::MAX;
+        if x < 0 {
+            x = -x;
+        }
+        let mut v = [0; 97];
+        for e in &mut v {
+            x = (Self::IA * x + Self::IC) % Self::MAX;
+            *e = x;
+        }
+        let x = (Self::IA * x + Self::IC) % Self::MAX;
+        Lran2 { x, y: x, v }
+    }
+
+    /// `lran2()`: the next output, in `0..Lran2::MAX`.
+    #[inline]
+    pub fn next(&mut self) -> i64 {
+        let j = (self.y % 97) as usize;
+        self.y = self.v[j];
+        self.x = (Self::IA * self.x + Self::IC) % Self::MAX;
+        self.v[j] = self.x;
+        self.y
+    }
+
+    /// `lran2() % n`, as the original draws slots and sizes (`n` must be non-zero).
+    #[inline]
+    pub fn modulo(&mut self, n: usize) -> usize {
+        debug_assert!(n > 0);
+        self.next() as usize % n
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +141,32 @@ mod tests {
             assert_eq!(r.range(5, 5), 5);
             assert!(r.below(3) < 3);
         }
+    }
+
+    #[test]
+    fn lran2_matches_the_c_reference() {
+        // Outputs 1..=5 and 1001 of the original C `lran2` for these seeds.
+        let cases: [(i64, [i64; 5], i64); 4] = [
+            (12345, [588361, 129447, 187519, 601085, 181855], 44005),
+            (4141, [562984, 514304, 603572, 409634, 264819], 567298),
+            (0, [500655, 445885, 246850, 257011, 701815], 410823),
+            (
+                4_294_967_295,
+                [38565, 470444, 624684, 671151, 506277],
+                381901,
+            ),
+        ];
+        for (seed, first, at_1001) in cases {
+            let mut r = Lran2::new(seed);
+            let got: Vec<i64> = (0..5).map(|_| r.next()).collect();
+            assert_eq!(got, first, "seed {seed}");
+            for _ in 0..995 {
+                let v = r.next();
+                assert!((0..Lran2::MAX).contains(&v));
+            }
+            assert_eq!(r.next(), at_1001, "seed {seed}");
+        }
+        let mut r = Lran2::new(1);
+        assert!((0..1000).all(|_| r.modulo(7) < 7));
     }
 }

@@ -5,6 +5,9 @@
 //! flag. Workers poll the flag every few ops, record the instant they stopped
 //! ([`Ctl::done`]) and only then tear down, so neither setup nor teardown is timed. The
 //! measured time runs from the barrier to the last worker's `done`.
+//!
+//! [`run_counted`] is the same without the clock's stop: each worker does a fixed amount of
+//! work, and the measured time runs from the barrier to the last worker's `done`.
 
 use std::cell::Cell;
 use std::sync::Barrier;
@@ -50,6 +53,23 @@ pub fn run_timed<F>(threads: usize, seconds: f64, work: F) -> Timed
 where
     F: Fn(usize, &Ctl<'_>) -> u64 + Sync,
 {
+    run(threads, Some(seconds), work)
+}
+
+/// Runs `work(thread_index, ctl)` on `threads` threads, each doing a fixed amount of work
+/// (the stop flag is never raised); `work` returns its op count and must call `ctl.ready()`
+/// once, then `ctl.done()` when its measured work is over.
+pub fn run_counted<F>(threads: usize, work: F) -> Timed
+where
+    F: Fn(usize, &Ctl<'_>) -> u64 + Sync,
+{
+    run(threads, None, work)
+}
+
+fn run<F>(threads: usize, seconds: Option<f64>, work: F) -> Timed
+where
+    F: Fn(usize, &Ctl<'_>) -> u64 + Sync,
+{
     let barrier = Barrier::new(threads + 1);
     let stop = AtomicBool::new(false);
     thread::scope(|s| {
@@ -72,8 +92,10 @@ where
             .collect();
         barrier.wait();
         let start = Instant::now();
-        thread::sleep(Duration::from_secs_f64(seconds));
-        stop.store(true, Ordering::Relaxed);
+        if let Some(seconds) = seconds {
+            thread::sleep(Duration::from_secs_f64(seconds));
+            stop.store(true, Ordering::Relaxed);
+        }
         let mut ops = 0;
         let mut end = start;
         for h in handles {
@@ -104,5 +126,18 @@ mod tests {
         });
         assert_eq!(t.ops, 1 + 2 + 3);
         assert!(t.seconds >= 0.05 && t.seconds < 5.0, "{}", t.seconds);
+    }
+
+    #[test]
+    fn counted_run_waits_for_the_work_not_the_clock() {
+        let t = run_counted(2, |i, ctl| {
+            ctl.ready();
+            assert!(!ctl.stopped());
+            thread::sleep(Duration::from_millis(20 * (i as u64 + 1)));
+            ctl.done();
+            10
+        });
+        assert_eq!(t.ops, 20);
+        assert!(t.seconds >= 0.04 && t.seconds < 5.0, "{}", t.seconds);
     }
 }

@@ -102,7 +102,50 @@ pub const WORKLOADS: &[Workload] = &[
         name: "phased",
         args: &["phased"],
     },
+    Workload {
+        name: "big-replace",
+        args: &["big-replace"],
+    },
+    Workload {
+        name: "prodcons",
+        args: &["prodcons", "--threads", "2"],
+    },
+    Workload {
+        name: "larson-orig-t1",
+        args: &["larson-orig", "--threads", "1"],
+    },
+    Workload {
+        name: "larson-orig-t4",
+        args: &["larson-orig", "--threads", "4"],
+    },
 ];
+
+/// What a reader of the report should know about some rows, by the binary's workload
+/// (`args[0]`): recorded in the record's `workloads` list and printed under the row's
+/// heading.
+pub const NOTES: &[(&str, &str)] = &[
+    (
+        "big-replace",
+        "A fixed number of replacements (count-bounded, the same work for every allocator). \
+         The cost is the zeroing and its page faults: compare the faults column and peak RSS.",
+    ),
+    (
+        "prodcons",
+        "Metric: ops per CPU-second of the whole process (user + system), since wall time is \
+         mostly the 1–2 ms sleeps between rounds; ops per wall second are in the record's \
+         params.",
+    ),
+    (
+        "larson-orig",
+        "Peak RSS matters for this row as much as the rate: blocks outlive the threads that \
+         allocated them, so memory kept for exited threads shows here.",
+    ),
+];
+
+/// The note of a matrix row, if any (see [`NOTES`]).
+pub fn note(w: &Workload) -> Option<&'static str> {
+    NOTES.iter().find(|(k, _)| *k == w.args[0]).map(|(_, n)| *n)
+}
 
 /// Workloads of the ablation study.
 pub const ABLATION_WORKLOADS: [&str; 2] = ["larson-t1", "random-mixed"];
@@ -1203,7 +1246,10 @@ pub fn bench(opts: &BenchOpts) -> Result<PathBuf> {
         json!(
             workloads
                 .iter()
-                .map(|w| json!({"name": w.name, "args": w.args}))
+                .map(|w| match note(w) {
+                    Some(n) => json!({"name": w.name, "args": w.args, "note": n}),
+                    None => json!({"name": w.name, "args": w.args}),
+                })
                 .collect::<Vec<_>>()
         ),
     );
@@ -1294,7 +1340,7 @@ fn print_summary(rec: &Record) {
             ratios.push(format!("best {p} {}", report::fmt_ratio(x)));
         }
         println!(
-            "  {:<15} {:<18} {:>10} {:<14} rss {:>8} KiB{}{}",
+            "  {:<15} {:<18} {:>10} {:<15} rss {:>8} KiB{}{}{}",
             r.workload,
             r.allocator,
             r.median
@@ -1309,11 +1355,24 @@ fn print_summary(rec: &Record) {
             } else {
                 format!("  [{}]", ratios.join(", "))
             },
+            if r.unstable {
+                format!(
+                    "  UNSTABLE (runs spread {})",
+                    r.spread
+                        .map(|s| format!("{:.0}%", s * 100.0))
+                        .unwrap_or_else(|| "∞".into())
+                )
+            } else {
+                String::new()
+            },
             match r.served_by_hakmem {
                 Some(false) => "  NOT SERVED BY HAKMEM",
                 _ => "",
             }
         );
+    }
+    if rec.results.iter().any(|r| r.unstable) {
+        println!("  UNSTABLE: {}", report::unstable_explanation());
     }
 }
 
@@ -1323,17 +1382,34 @@ mod tests {
 
     #[test]
     fn workload_selection() {
-        assert_eq!(select_workloads(&[]).unwrap().len(), 15);
+        assert_eq!(select_workloads(&[]).unwrap().len(), 19);
         let l = select_workloads(&["larson".into()]).unwrap();
         assert_eq!(
             l.iter().map(|w| w.name).collect::<Vec<_>>(),
             ["larson-t1", "larson-t2", "larson-t4", "larson-r100"]
+        );
+        let o = select_workloads(&["larson-orig".into()]).unwrap();
+        assert_eq!(
+            o.iter().map(|w| w.name).collect::<Vec<_>>(),
+            ["larson-orig-t1", "larson-orig-t4"]
         );
         let one = select_workloads(&["larson-r100".into(), "big".into()]).unwrap();
         assert_eq!(one.len(), 2);
         assert!(select_workloads(&["nope".into()]).is_err());
         let names: std::collections::BTreeSet<_> = WORKLOADS.iter().map(|w| w.name).collect();
         assert_eq!(names.len(), WORKLOADS.len(), "workload names are unique");
+    }
+
+    #[test]
+    fn notes_name_rows_of_the_matrix() {
+        for (k, _) in NOTES {
+            assert!(WORKLOADS.iter().any(|w| w.args[0] == *k), "no row runs {k}");
+        }
+        let row = |n: &str| WORKLOADS.iter().find(|w| w.name == n).unwrap();
+        assert!(note(row("larson-orig-t4")).unwrap().contains("RSS"));
+        assert!(note(row("prodcons")).unwrap().contains("CPU-second"));
+        assert_eq!(note(row("larson-t1")), None);
+        assert_eq!(thread_arg(row("prodcons").args), 2);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::stats::{median, paired_ratio, summarize};
+use crate::stats::{is_unstable, median, paired_ratio, spread, summarize};
 
 /// One run of one workload under one allocator.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -51,6 +51,12 @@ pub struct CellResult {
     pub median: Option<f64>,
     pub min: Option<f64>,
     pub max: Option<f64>,
+    /// Run-to-run spread of the metric, `max / min - 1` over the successful runs (`null`
+    /// with fewer than two, or when it is infinite: a zero run next to a non-zero one).
+    pub spread: Option<f64>,
+    /// The spread exceeds [`crate::stats::UNSTABLE_SPREAD`] (20%): the median may not
+    /// repeat, nor the ratios computed with it.
+    pub unstable: bool,
     /// Median peak RSS over the runs, KiB.
     pub peak_rss_kb: Option<f64>,
     /// Median of minor + major page faults.
@@ -105,6 +111,7 @@ fn summarize_cell(c: &CellRaw) -> CellResult {
     let rss = col(&c.runs, |r| r.peak_rss_kb);
     let faults = col(&c.runs, |r| r.page_faults);
     let s = summarize(&present(&values));
+    let sp = spread(&present(&values));
     let rs = summarize(&present(&rss));
     let fs = summarize(&present(&faults));
     let errors = c
@@ -125,6 +132,8 @@ fn summarize_cell(c: &CellRaw) -> CellResult {
         median: s.map(|s| s.median),
         min: s.map(|s| s.min),
         max: s.map(|s| s.max),
+        spread: sp.filter(|x| x.is_finite()),
+        unstable: is_unstable(sp),
         peak_rss_kb: rs.map(|s| s.median),
         page_faults: fs.map(|s| s.median),
         cpu_s: median(&present(&col(&c.runs, |r| r.cpu_s))),
@@ -300,6 +309,37 @@ mod tests {
         assert_eq!(h.ratio_vs.len(), 2, "no ratio against other workloads");
         assert_eq!(h.served_by_hakmem, Some(true));
         assert!(h.ok());
+    }
+
+    #[test]
+    fn wide_spread_marks_a_cell_unstable() {
+        let cells = vec![
+            cell("w", "glibc", vec![run(100.0, 1.0), run(115.0, 1.0)]),
+            cell(
+                "w",
+                "hakmem",
+                vec![
+                    hrun(14.0, 1.0, true),
+                    hrun(60.0, 1.0, true),
+                    hrun(30.0, 1.0, true),
+                ],
+            ),
+            cell("w", "mimalloc", vec![run(0.0, 1.0), run(5.0, 1.0)]),
+            cell("w", "jemalloc", vec![run(5.0, 1.0)]),
+        ];
+        let r = finalize(&cells);
+        assert!(!r[0].unstable);
+        assert!((r[0].spread.unwrap() - 0.15).abs() < 1e-12);
+        assert!(r[1].unstable);
+        assert!((r[1].spread.unwrap() - (60.0 / 14.0 - 1.0)).abs() < 1e-12);
+        assert!(r[2].unstable, "a zero run next to a non-zero one");
+        assert_eq!(
+            r[2].spread, None,
+            "infinite spread is not written as a number"
+        );
+        assert!(!r[3].unstable && r[3].spread.is_none(), "one run");
+        // An unstable cell is still OK: it is marked, not failed.
+        assert!(r[1].ok());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::model::{AblationRow, CellResult};
-use crate::stats::{geomean, oriented_ratio, paired_ratio};
+use crate::stats::{UNSTABLE_SPREAD, geomean, oriented_ratio, paired_ratio};
 
 /// Instructions per malloc+free pair for one allocator (`--instructions`).
 #[derive(Debug, Clone, Serialize)]
@@ -69,6 +69,43 @@ pub fn fmt_ratio(r: f64) -> String {
 
 fn fmt_mib(kb: f64) -> String {
     format!("{:.1}", kb / 1024.0)
+}
+
+/// The marker of an unstable row (its runs spread by more than [`UNSTABLE_SPREAD`]).
+pub const UNSTABLE_MARK: &str = "†";
+
+/// Why a row is marked unstable, and what to do about it.
+pub fn unstable_explanation() -> String {
+    format!(
+        "the row's runs spread by more than {:.0}% (max/min − 1), so its median, and any \
+         ratio computed with it, may not repeat; rerun with more `--runs` (or without \
+         `--quick`) before trusting it.",
+        UNSTABLE_SPREAD * 100.0
+    )
+}
+
+/// The one-line explanation printed under a table with an unstable row.
+pub fn unstable_note() -> String {
+    format!("{UNSTABLE_MARK} unstable: {}", unstable_explanation())
+}
+
+/// `max/min − 1` as a percentage, or `∞` (a zero run next to a non-zero one).
+fn fmt_spread(r: &CellResult) -> String {
+    match r.spread {
+        Some(s) => format!("{:.0}%", s * 100.0),
+        None => "∞".into(),
+    }
+}
+
+/// The note a workload's entry in the record's `workloads` list carries, if any.
+fn workload_note<'a>(rec: &'a Record, workload: &str) -> Option<&'a str> {
+    rec.config
+        .get("workloads")?
+        .as_array()?
+        .iter()
+        .find(|w| w.get("name").and_then(Value::as_str) == Some(workload))?
+        .get("note")?
+        .as_str()
 }
 
 fn escape_cell(s: &str) -> String {
@@ -317,7 +354,10 @@ pub fn render_markdown(rec: &Record) -> String {
         "Median of the runs; min–max in the next column. Peak RSS is the median \
          of the peak each run reports (its `VmHWM`; `ru_maxrss` when it reports none), faults the median minor+major page faults. Ratios are hakmem \
          against each peer, computed run by run (run i with run i) and then the median, \
-         oriented so that > 1 means hakmem is better.\n"
+         oriented so that > 1 means hakmem is better. A {UNSTABLE_MARK} after min–max marks \
+         an unstable row: its runs spread by more than {:.0}% (max/min − 1; the spread follows \
+         the mark).\n",
+        UNSTABLE_SPREAD * 100.0
     );
     for w in workloads(&rec.results) {
         let rows: Vec<&CellResult> = rec.results.iter().filter(|r| r.workload == w).collect();
@@ -334,6 +374,9 @@ pub fn render_markdown(rec: &Record) -> String {
             first.threads,
             first.args.join(" ")
         );
+        if let Some(note) = workload_note(rec, &w) {
+            let _ = writeln!(out, "{note}\n");
+        }
         let _ = writeln!(
             out,
             "| allocator | median | min–max | peak RSS MiB | faults | CPU s | ratio | served |"
@@ -345,10 +388,13 @@ pub fn render_markdown(rec: &Record) -> String {
                 Some(false) => "**NO**",
                 None => "",
             };
-            let minmax = match (r.min, r.max) {
+            let mut minmax = match (r.min, r.max) {
                 (Some(a), Some(b)) => format!("{}–{}", fmt_num(a), fmt_num(b)),
                 _ => "–".into(),
             };
+            if r.unstable {
+                let _ = write!(minmax, " {UNSTABLE_MARK} {}", fmt_spread(r));
+            }
             let mut name = escape_cell(&r.allocator);
             if !r.ok() {
                 name.push_str(" ⚠");
@@ -362,6 +408,9 @@ pub fn render_markdown(rec: &Record) -> String {
                 opt(r.cpu_s, |x| format!("{x:.2}")),
                 ratio_text(r),
             );
+        }
+        if rec.results.iter().any(|r| r.workload == w && r.unstable) {
+            let _ = writeln!(out, "\n{}", unstable_note());
         }
         for r in rec.results.iter().filter(|r| r.workload == w) {
             for e in &r.errors {
@@ -393,6 +442,7 @@ pub fn render_markdown(rec: &Record) -> String {
         let _ = writeln!(out, "|---|---|{}---:|", "---:|".repeat(peers.len()));
         let mut per_peer: Vec<Vec<f64>> = vec![Vec::new(); peers.len()];
         let mut vs_best = Vec::new();
+        let mut any_unstable = false;
         for r in &hak_rows {
             let mut cells: Vec<String> = peers
                 .iter()
@@ -402,7 +452,16 @@ pub fn render_markdown(rec: &Record) -> String {
                         if r.allocator == "hakmem" {
                             per_peer[i].push(*x);
                         }
-                        fmt_ratio(*x)
+                        let peer_unstable = rec
+                            .results
+                            .iter()
+                            .any(|q| q.workload == r.workload && &q.allocator == p && q.unstable);
+                        if r.unstable || peer_unstable {
+                            any_unstable = true;
+                            format!("{} {UNSTABLE_MARK}", fmt_ratio(*x))
+                        } else {
+                            fmt_ratio(*x)
+                        }
                     }
                     None => "–".into(),
                 })
@@ -424,6 +483,13 @@ pub fn render_markdown(rec: &Record) -> String {
             .collect();
         g.push(opt(geomean(&vs_best), fmt_ratio));
         let _ = writeln!(out, "| **geomean** | hakmem | {} |\n", g.join(" | "));
+        if any_unstable {
+            let _ = writeln!(
+                out,
+                "{UNSTABLE_MARK} one of the two rows of this ratio is unstable (see its \
+                 workload's table).\n"
+            );
+        }
     }
     variants_table(&mut out, &rec.results);
 
@@ -584,7 +650,7 @@ mod tests {
         assert!(md.contains("2.50× vs glibc"), "{md}");
         assert!(md.contains("1.50× vs mimalloc"), "{md}");
         assert!(
-            md.contains("| larson-t1 | hakmem | 2.50× | 1.50× | 1.50× mimalloc |"),
+            md.contains("| larson-t1 | hakmem | 2.50× † | 1.50× † | 1.50× mimalloc |"),
             "{md}"
         );
         assert!(
@@ -598,6 +664,81 @@ mod tests {
         );
         assert!(md.contains("HAKMEM_ELO"));
         assert!(md.contains("| 2.0 |"), "RSS in MiB: {md}");
+    }
+
+    #[test]
+    fn unstable_rows_are_marked_and_explained() {
+        let rec = sample_record();
+        let md = render_markdown(&rec);
+        // Every row of the sample spreads too much: glibc 1M..2M (100%), hakmem 3M..4M (33%),
+        // mimalloc 2M..3M (50%).
+        assert!(
+            md.contains("| hakmem | 3.50M | 3.00M–4.00M † 33% |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| glibc | 1.50M | 1.00M–2.00M † 100% |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| mimalloc | 2.50M | 2.00M–3.00M † 50% |"),
+            "{md}"
+        );
+        assert!(md.contains(&unstable_note()), "{md}");
+        assert_eq!(
+            md.matches(&unstable_note()).count(),
+            1,
+            "one note per table"
+        );
+        assert!(md.contains("one of the two rows of this ratio is unstable"));
+
+        let steady = |a: &str, v: f64| CellRaw {
+            workload: "tiny-hot-16".into(),
+            allocator: a.into(),
+            is_hakmem: a == "hakmem",
+            threads: 1,
+            metric: "ops_per_sec".into(),
+            higher_is_better: true,
+            runs: [v, v * 1.1, v * 1.05]
+                .iter()
+                .map(|x| RunSample {
+                    value: Some(*x),
+                    served_by_hakmem: (a == "hakmem").then_some(true),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let md = render_markdown(&Record {
+            config: Map::new(),
+            results: finalize(&[steady("glibc", 10.0), steady("hakmem", 20.0)]),
+            ablation: vec![],
+            ablation_absent_features: vec![],
+            instructions: vec![],
+            skipped: vec![],
+        });
+        assert!(!md.contains(&unstable_note()), "{md}");
+        assert!(md.contains("| tiny-hot-16 | hakmem | 2.00× |"), "{md}");
+    }
+
+    #[test]
+    fn notes_are_printed_under_their_heading() {
+        let mut rec = sample_record();
+        rec.config.insert(
+            "workloads".into(),
+            json!([
+                {"name": "larson-t1", "args": ["larson"], "note": "RSS matters here."},
+                {"name": "other", "args": ["x"], "note": "Not this one."},
+            ]),
+        );
+        let md = render_markdown(&rec);
+        assert!(
+            md.contains("args `larson --threads 1`\n\nRSS matters here.\n\n| allocator |"),
+            "{md}"
+        );
+        // Only in the configuration record, not under a heading.
+        assert!(!md.contains("\nNot this one.\n"), "{md}");
+        assert_eq!(workload_note(&sample_record(), "larson-t1"), None);
     }
 
     #[test]
@@ -619,6 +760,8 @@ mod tests {
             "runs",
             "ratio_vs",
             "served_by_hakmem",
+            "spread",
+            "unstable",
         ] {
             assert!(r.get(k).is_some(), "missing {k} in {r}");
         }

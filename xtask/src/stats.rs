@@ -36,6 +36,33 @@ pub fn summarize(values: &[f64]) -> Option<Summary> {
     Some(Summary { median, min, max })
 }
 
+/// A cell whose runs spread by more than this (`max / min - 1`) is marked unstable.
+pub const UNSTABLE_SPREAD: f64 = 0.2;
+
+/// Run-to-run spread of a sample: `max / min - 1` (0 when all runs agree). `None` with
+/// fewer than two (non-NaN) values; infinite when the smallest is 0 (or below) and the
+/// largest is not.
+pub fn spread(values: &[f64]) -> Option<f64> {
+    let v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
+    if v.len() < 2 {
+        return None;
+    }
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    Some(if max == min {
+        0.0
+    } else if min <= 0.0 {
+        f64::INFINITY
+    } else {
+        max / min - 1.0
+    })
+}
+
+/// Whether a spread (from [`spread`]) is above [`UNSTABLE_SPREAD`].
+pub fn is_unstable(spread: Option<f64>) -> bool {
+    spread.is_some_and(|s| s > UNSTABLE_SPREAD)
+}
+
 /// Ratio of one run of hakmem against one run of a peer, oriented so that a value
 /// above 1.0 always means "hakmem is better": `hakmem / peer` when a higher metric
 /// is better (throughput), `peer / hakmem` when a lower metric is better (time, bytes).
@@ -138,6 +165,29 @@ mod tests {
         // Only pair 0 survives (pair 3 has no peer run at all).
         assert_eq!(paired_ratios(&h, &p, true), vec![1.0]);
         assert_eq!(paired_ratio(&[None], &[Some(1.0)], true), None);
+    }
+
+    #[test]
+    fn spread_and_unstable() {
+        assert_eq!(spread(&[]), None);
+        assert_eq!(spread(&[5.0]), None);
+        assert_eq!(spread(&[5.0, f64::NAN]), None);
+        assert_eq!(spread(&[5.0, 5.0, 5.0]), Some(0.0));
+        assert_eq!(spread(&[0.0, 0.0]), Some(0.0));
+        assert!((spread(&[100.0, 120.0, 110.0]).unwrap() - 0.2).abs() < 1e-12);
+        assert_eq!(spread(&[14.0, 60.0, 30.0, 20.0]), Some(60.0 / 14.0 - 1.0));
+        assert_eq!(spread(&[0.0, 3.0]), Some(f64::INFINITY));
+        // The reported quick runs: big 14..60 ops/s, phased 100..52k ops/s.
+        assert!(is_unstable(spread(&[14.0, 60.0])));
+        assert!(is_unstable(spread(&[100.0, 52_000.0])));
+        assert!(is_unstable(spread(&[0.0, 3.0])));
+        assert!(
+            !is_unstable(spread(&[100.0, 120.0])),
+            "exactly 20% is stable"
+        );
+        assert!(is_unstable(spread(&[100.0, 120.5])));
+        assert!(!is_unstable(spread(&[100.0])), "one run says nothing");
+        assert!(!is_unstable(None));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use crate::block::Block;
 use crate::cli::Config;
 use crate::pattern;
-use crate::report::{Num, Report};
+use crate::report::{Metric, Num, Report};
 use crate::rng::Rng;
 use crate::workloads::{base_params, salt, thread_seed, verified};
 
@@ -134,6 +134,7 @@ pub fn run(cfg: &Config) -> Report {
         threads: pool,
         ops: completed * cfg.slots as u64,
         seconds: elapsed,
+        metric: Metric::OpsPerSec,
         op_means: "one malloc + free pair (--slots per short-lived thread)",
         params,
     }

@@ -1,5 +1,6 @@
-//! `larson`: the Larson–Krishnan server workload, run as the original `larson` program
-//! runs it (`larson <sleep> <min> <max> <chunks> <rounds> <seed> <threads>`).
+//! `larson`: the Larson–Krishnan server workload, in the shape of the original `larson`
+//! program (`larson <sleep> <min> <max> <chunks> <rounds> <seed> <threads>`); `larson-orig`
+//! ([`super::larson_orig`]) follows the original step for step, this is its variant.
 //!
 //! Setup (untimed): the main thread mallocs `threads × chunks` blocks of random size in
 //! `[min, max)` and replaces `4 × threads × chunks` random ones (the original's warm-up),
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 use crate::block::Block;
 use crate::cli::Config;
 use crate::pattern;
-use crate::report::Report;
+use crate::report::{Metric, Report};
 use crate::rng::Rng;
 use crate::workloads::{base_params, salt, verified};
 
@@ -154,6 +155,7 @@ pub fn run(cfg: &Config) -> Report {
         threads: cfg.threads,
         ops,
         seconds: (end - start).as_secs_f64(),
+        metric: Metric::OpsPerSec,
         op_means: "one free of a random block + one malloc of a random size (threads respawn every rounds x chunks ops)",
         params,
     }

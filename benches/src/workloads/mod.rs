@@ -1,9 +1,12 @@
 //! The workloads. Each returns a [`Report`]; all of them verify block contents before
 //! every free (see [`crate::pattern`]) and exit with code 3 on a mismatch.
 
+pub mod big_replace;
 pub mod churn;
 pub mod larson;
+pub mod larson_orig;
 pub mod phased;
+pub mod prodcons;
 pub mod random_mixed;
 pub mod realloc_grow;
 pub mod slots;
@@ -25,6 +28,9 @@ pub fn run(cfg: &Config) -> Report {
         Workload::ReallocGrow => realloc_grow::run(cfg),
         Workload::Churn => churn::run(cfg),
         Workload::Phased => phased::run(cfg),
+        Workload::BigReplace => big_replace::run(cfg),
+        Workload::Prodcons => prodcons::run(cfg),
+        Workload::LarsonOrig => larson_orig::run(cfg),
     }
 }
 

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use crate::block::Block;
 use crate::cli::Config;
 use crate::pattern;
-use crate::report::{Num, Report};
+use crate::report::{Metric, Num, Report};
 use crate::rng::Rng;
 use crate::runner::run_timed;
 use crate::workloads::{base_params, salt, thread_seed, verified};
@@ -203,6 +203,7 @@ pub fn run(cfg: &Config) -> Report {
         threads: cfg.threads,
         ops: timed.ops,
         seconds: timed.seconds,
+        metric: Metric::OpsPerSec,
         op_means: "one block malloc'd, page-touched, verified and freed (in generations)",
         params,
     }

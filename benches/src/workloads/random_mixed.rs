@@ -7,7 +7,7 @@
 use crate::block::Block;
 use crate::cli::Config;
 use crate::pattern;
-use crate::report::Report;
+use crate::report::{Metric, Report};
 use crate::rng::Rng;
 use crate::runner::run_timed;
 use crate::workloads::{base_params, salt, thread_seed, verified};
@@ -69,6 +69,7 @@ pub fn run(cfg: &Config) -> Report {
         threads: cfg.threads,
         ops: timed.ops,
         seconds: timed.seconds,
+        metric: Metric::OpsPerSec,
         op_means: "one malloc or one free call (random slot: empty -> malloc; full -> free, \
                    then with p=1/2 malloc again)",
         params: base_params(cfg),

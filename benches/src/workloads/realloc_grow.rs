@@ -8,7 +8,7 @@
 use crate::block::Block;
 use crate::cli::Config;
 use crate::pattern;
-use crate::report::Report;
+use crate::report::{Metric, Report};
 use crate::rng::Rng;
 use crate::runner::run_timed;
 use crate::workloads::{base_params, thread_seed, verified};
@@ -85,6 +85,7 @@ pub fn run(cfg: &Config) -> Report {
         threads: cfg.threads,
         ops: timed.ops,
         seconds: timed.seconds,
+        metric: Metric::OpsPerSec,
         op_means: "one realloc growing a buffer by 1/8..1/2 (mallocs/frees of whole \
                    buffers are not counted)",
         params: base_params(cfg),

@@ -10,7 +10,7 @@
 use crate::block::Block;
 use crate::cli::{Config, Workload};
 use crate::pattern;
-use crate::report::Report;
+use crate::report::{Metric, Report};
 use crate::rng::Rng;
 use crate::runner::run_timed;
 use crate::workloads::{base_params, salt, thread_seed, verified};
@@ -101,6 +101,7 @@ pub fn run(cfg: &Config) -> Report {
         threads: cfg.threads,
         ops: timed.ops,
         seconds: timed.seconds,
+        metric: Metric::OpsPerSec,
         op_means: "one free of a random slot + one malloc of a random size into it",
         params: base_params(cfg),
     }

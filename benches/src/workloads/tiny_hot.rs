@@ -5,7 +5,7 @@
 use crate::block::Block;
 use crate::cli::Config;
 use crate::pattern;
-use crate::report::{Num, Report};
+use crate::report::{Metric, Num, Report};
 use crate::runner::run_timed;
 use crate::workloads::{salt, verified};
 
@@ -43,6 +43,7 @@ pub fn run(cfg: &Config) -> Report {
         threads: cfg.threads,
         ops: timed.ops,
         seconds: timed.seconds,
+        metric: Metric::OpsPerSec,
         op_means: "one malloc + free pair (batches of --slots mallocs, then LIFO frees)",
         params: vec![
             ("size", Num::from(size)),

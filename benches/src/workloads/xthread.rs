@@ -18,7 +18,7 @@ use std::thread;
 use crate::block::Block;
 use crate::cli::Config;
 use crate::pattern;
-use crate::report::{Num, Report};
+use crate::report::{Metric, Num, Report};
 use crate::rng::Rng;
 use crate::runner::run_timed;
 use crate::workloads::{base_params, salt, thread_seed, verified};
@@ -121,6 +121,7 @@ pub fn run(cfg: &Config) -> Report {
         threads: producers + consumers,
         ops: timed.ops,
         seconds: timed.seconds,
+        metric: Metric::OpsPerSec,
         op_means: "one block malloc'd by a producer and freed (remotely) by a consumer",
         params,
     }
