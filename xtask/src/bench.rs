@@ -772,7 +772,12 @@ fn run_matrix(
     for rep in 0..runs {
         for (wi, w) in workloads.iter().enumerate() {
             let args = args_of(w);
-            for (ri, (alloc, extra, name)) in rows.iter().enumerate() {
+            // The first row after a pause pays for the machine's cold state (a run that needs
+            // much fresh memory right after an idle spell is slower): the order rotates with
+            // the repetition, so no row always goes first.
+            for k in 0..rows.len() {
+                let ri = (k + rep) % rows.len();
+                let (alloc, extra, name) = &rows[ri];
                 pb.set_message(format!("run {}/{} · {} · {name}", rep + 1, runs, w.name));
                 let s = one_run(bin, &args, alloc, extra, timeout, &mut metas[wi][ri]);
                 if let Some(e) = &s.error {
