@@ -3,9 +3,11 @@
 //! - `cargo xtask build`: release build of `libhakmem.so` and the workload binary.
 //! - `cargo xtask test`: the CI sequence (tools, fmt, clippy, build, tests, loom, bench smoke).
 //! - `cargo xtask loom`: the loom models under `--cfg loom`.
-//! - `cargo xtask bench`: hakmem against glibc, mimalloc, jemalloc and tcmalloc.
+//! - `cargo xtask bench`: hakmem against glibc, mimalloc, jemalloc and tcmalloc, on the
+//!   workload matrix and on real programs (`--apps` for those alone).
 //! - `cargo xtask fuzz`: the shadow-model fuzzer under `LD_PRELOAD` in every mode.
 
+mod apps;
 mod bench;
 mod chart;
 mod ci;
