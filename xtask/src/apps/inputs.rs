@@ -528,9 +528,16 @@ mod tests {
             eprintln!("SKIP c_project_compiles: no gcc/cc");
             return;
         };
+        struct Cleanup(std::path::PathBuf);
+        impl Drop for Cleanup {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
         let dir = std::env::temp_dir().join(format!("hakmem-apps-cgen-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        let _cleanup = Cleanup(dir.clone());
         // Every template in every file of 8 functions or more.
         let files = c_project(11, 2, 10);
         let all: String = files.iter().map(|f| f.1.as_str()).collect();
@@ -558,7 +565,6 @@ mod tests {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&run.stdout).to_string();
-        let _ = std::fs::remove_dir_all(&dir);
         assert!(text.starts_with("gcc-ok "), "{text}");
     }
 }
