@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Map, Value, json};
 
+use crate::apps::{self, App};
 use crate::config::{self, cargo_bin, target_dir, workspace_root};
 use crate::model::{self, CellRaw, RunSample};
 use crate::parse;
@@ -215,7 +216,7 @@ const LIB_DIRS: [&str; 6] = [
 ];
 
 /// A row of a run matrix: the allocator, extra child env, and the row's name.
-type Row = (Allocator, BTreeMap<String, String>, String);
+pub(crate) type Row = (Allocator, BTreeMap<String, String>, String);
 
 /// Options of `cargo xtask bench`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -226,10 +227,17 @@ pub struct BenchOpts {
     /// Repetitions per cell (default 5, or 2 with --quick).
     #[arg(long)]
     pub runs: Option<usize>,
-    /// Only this workload (a matrix name such as `larson-t4`, or a binary
-    /// workload such as `larson` for all its rows); repeatable.
+    /// Only this workload (a matrix name such as `larson-t4`, a binary workload such as
+    /// `larson` for all its rows, or a real program such as `redis`); repeatable.
     #[arg(long = "workload", value_name = "NAME")]
     pub workloads: Vec<String>,
+    /// Only the real programs (python3, sqlite3, a gcc build, sort, redis, RocksDB
+    /// db_bench), not the workload matrix.
+    #[arg(long, conflicts_with = "no_apps")]
+    pub apps: bool,
+    /// Leave the real programs out (a full run has them).
+    #[arg(long)]
+    pub no_apps: bool,
     /// Only this allocator (glibc, hakmem, mimalloc-v3, jemalloc-5.3, snmalloc, tcmalloc,
     /// mimalloc-2.0-deb, jemalloc-deb, hakmem[MODE]); repeatable. Without it: all of them
     /// (the crate peers are built on first use into <target>/peers).
@@ -281,6 +289,61 @@ pub fn select_workloads(filters: &[String]) -> Result<Vec<Workload>> {
         .filter(|w| filters.iter().any(|f| w.name == f || w.args[0] == f))
         .copied()
         .collect())
+}
+
+/// Splits the `--workload` filters between the workload matrix and the real programs.
+/// Without filters: every workload (none with `--apps`) and every real program (none with
+/// `--no-apps`); with filters, only what they name.
+pub fn select_all(
+    filters: &[String],
+    apps_only: bool,
+    no_apps: bool,
+) -> Result<(Vec<Workload>, Vec<&'static App>)> {
+    if apps_only && no_apps {
+        bail!("--apps and --no-apps exclude each other");
+    }
+    let (app_f, wl_f): (Vec<String>, Vec<String>) = filters
+        .iter()
+        .cloned()
+        .partition(|f| apps::APPS.iter().any(|a| a.name == f));
+    for f in &wl_f {
+        if !WORKLOADS.iter().any(|w| w.name == f || w.args[0] == f) {
+            let names: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
+            let progs: Vec<&str> = apps::APPS.iter().map(|a| a.name).collect();
+            bail!(
+                "unknown workload `{f}`; known: {}; real programs: {}",
+                names.join(", "),
+                progs.join(", ")
+            );
+        }
+    }
+    let workloads = if apps_only {
+        if let Some(f) = wl_f.first() {
+            bail!("--apps runs only the real programs, and `{f}` is a workload of the matrix");
+        }
+        Vec::new()
+    } else if filters.is_empty() {
+        WORKLOADS.to_vec()
+    } else if wl_f.is_empty() {
+        Vec::new()
+    } else {
+        select_workloads(&wl_f)?
+    };
+    let progs = if no_apps {
+        if let Some(f) = app_f.first() {
+            bail!("--no-apps leaves the real programs out, and `{f}` is one");
+        }
+        Vec::new()
+    } else if filters.is_empty() {
+        apps::select(&[])
+    } else {
+        // Empty when only matrix workloads are named.
+        apps::APPS
+            .iter()
+            .filter(|a| app_f.iter().any(|f| f == a.name))
+            .collect()
+    };
+    Ok((workloads, progs))
 }
 
 /// A row of the matrix: how to run the child.
@@ -738,7 +801,7 @@ fn progress(total: u64) -> ProgressBar {
     pb
 }
 
-fn say(pb: &ProgressBar, msg: impl AsRef<str>) {
+pub(crate) fn say(pb: &ProgressBar, msg: impl AsRef<str>) {
     if pb.is_hidden() {
         eprintln!("{}", msg.as_ref());
     } else {
@@ -1059,7 +1122,7 @@ fn instructions(allocs: &[Allocator], skipped: &mut Vec<String>) -> Vec<InstrRow
 /// the report) when any cell failed or a hakmem row was not served by hakmem.
 pub fn bench(opts: &BenchOpts) -> Result<PathBuf> {
     let started = config::now_secs();
-    let workloads = select_workloads(&opts.workloads)?;
+    let (workloads, app_list) = select_all(&opts.workloads, opts.apps, opts.no_apps)?;
     let names = requested_allocators(&opts.allocators, opts.modes)?;
     let runs = opts.runs.unwrap_or(if opts.quick { 2 } else { 5 }).max(1);
     let timeout = Duration::from_secs(opts.timeout.unwrap_or(if opts.quick { 120 } else { 600 }));
@@ -1126,10 +1189,24 @@ pub fn bench(opts: &BenchOpts) -> Result<PathBuf> {
         .copied()
         .collect();
 
-    let total = (workloads.len() * rows.len() + abl_workloads.len() * abl_rows.len()) * runs;
+    let plan = if app_list.is_empty() {
+        None
+    } else {
+        Some(apps::prepare(&app_list, opts.quick, &mut skipped)?)
+    };
+    let n_apps = plan.as_ref().map_or(0, |p| p.apps.len());
+
+    let total =
+        (workloads.len() * rows.len() + abl_workloads.len() * abl_rows.len() + n_apps * rows.len())
+            * runs;
     header(&format!(
-        "bench: {} workloads × {} allocators × {runs} runs{}{}",
+        "bench: {} workloads{} × {} allocators × {runs} runs{}{}",
         workloads.len(),
+        if n_apps > 0 {
+            format!(" + {n_apps} real programs")
+        } else {
+            String::new()
+        },
         rows.len(),
         if opts.quick { " (quick)" } else { "" },
         if opts.ablate {
@@ -1160,9 +1237,17 @@ pub fn bench(opts: &BenchOpts) -> Result<PathBuf> {
             &pb,
         )
     };
+    let app_cells = match &plan {
+        Some(p) if !p.apps.is_empty() => {
+            say(&pb, "real programs:");
+            apps::run(p, &rows, runs, timeout, &pb)
+        }
+        _ => Vec::new(),
+    };
     pb.finish_and_clear();
 
     let results = model::finalize(&cells);
+    let app_results = model::finalize(&app_cells);
     let ablation = model::ablation_rows(&abl_cells, "minimal");
     if opts.ablate {
         header("ablation (cost relative to HAKMEM_MODE=minimal; > 1 = faster than minimal)");
@@ -1246,6 +1331,9 @@ pub fn bench(opts: &BenchOpts) -> Result<PathBuf> {
     cfg.insert("runs".into(), json!(runs));
     cfg.insert("timeout_s".into(), json!(timeout.as_secs()));
     cfg.insert("bench_binary".into(), json!(bin.display().to_string()));
+    if let Some(p) = &plan {
+        cfg.insert("real_programs".into(), apps::describe(p));
+    }
     cfg.insert(
         "workloads".into(),
         json!(
@@ -1265,8 +1353,12 @@ pub fn bench(opts: &BenchOpts) -> Result<PathBuf> {
         ablation,
         ablation_absent_features: if opts.ablate { absent } else { Vec::new() },
         instructions: instr,
+        apps_vs_peers: model::app_vs_peers(&app_results),
+        apps_geomean: model::app_geomeans(&app_results),
+        apps: app_results,
         skipped,
     };
+    drop(plan);
 
     // ---- write ----
     let out_dir = opts
@@ -1302,6 +1394,7 @@ pub fn bench(opts: &BenchOpts) -> Result<PathBuf> {
     let bad: Vec<String> = record
         .results
         .iter()
+        .chain(record.apps.iter())
         .filter(|r| !r.ok())
         .map(|r| format!("{}/{}", r.workload, r.allocator))
         .chain(
@@ -1315,6 +1408,7 @@ pub fn bench(opts: &BenchOpts) -> Result<PathBuf> {
     let unserved: Vec<String> = record
         .results
         .iter()
+        .chain(record.apps.iter())
         .filter(|r| r.served_by_hakmem == Some(false))
         .map(|r| format!("{}/{}", r.workload, r.allocator))
         .collect();
@@ -1331,10 +1425,12 @@ pub fn bench(opts: &BenchOpts) -> Result<PathBuf> {
 }
 
 fn print_summary(rec: &Record) {
-    header(
-        "summary (median; hakmem ratio vs peer, > 1 = hakmem better; best = the strongest \
-         peer of the run, glibc aside)",
-    );
+    if !rec.results.is_empty() {
+        header(
+            "summary (median; hakmem ratio vs peer, > 1 = hakmem better; best = the strongest \
+             peer of the run, glibc aside)",
+        );
+    }
     for r in &rec.results {
         let mut ratios: Vec<String> = r
             .ratio_vs
@@ -1379,6 +1475,70 @@ fn print_summary(rec: &Record) {
     if rec.results.iter().any(|r| r.unstable) {
         println!("  UNSTABLE: {}", report::unstable_explanation());
     }
+    if rec.apps.is_empty() {
+        return;
+    }
+    header(
+        "real programs (median [min–max]; CPU s; hakmem vs peer: figure / CPU, ✱ = ranges apart)",
+    );
+    for r in &rec.apps {
+        let f = |v: f64| report::fmt_figure(v, &r.metric);
+        let vs: Vec<String> = rec
+            .apps_vs_peers
+            .iter()
+            .filter(|v| v.app == r.workload && v.hakmem_row == r.allocator)
+            .map(|v| {
+                let x = |r: Option<f64>, apart: bool| {
+                    r.map(|r| format!("{}{}", report::fmt_ratio(r), if apart { "✱" } else { "" }))
+                        .unwrap_or_else(|| "–".into())
+                };
+                format!(
+                    "{} {} / {}",
+                    v.peer,
+                    x(v.figure_ratio, v.figure_apart),
+                    x(v.cpu_ratio, v.cpu_apart)
+                )
+            })
+            .collect();
+        println!(
+            "  {:<12} {:<18} {:>10} [{}–{}]  cpu {:>7}  rss {:>8} KiB{}{}",
+            r.workload,
+            r.allocator,
+            r.median.map(f).unwrap_or_else(|| "FAILED".into()),
+            r.min.map(f).unwrap_or_default(),
+            r.max.map(f).unwrap_or_default(),
+            r.cpu_s
+                .map(|c| format!("{c:.2}"))
+                .unwrap_or_else(|| "–".into()),
+            r.peak_rss_kb
+                .map(|x| format!("{x:.0}"))
+                .unwrap_or_else(|| "–".into()),
+            if vs.is_empty() {
+                String::new()
+            } else {
+                format!("  [{}]", vs.join(", "))
+            },
+            match r.served_by_hakmem {
+                Some(false) => "  NOT SERVED BY HAKMEM",
+                _ => "",
+            }
+        );
+    }
+    for g in &rec.apps_geomean {
+        let parts: Vec<String> = g
+            .apps
+            .iter()
+            .map(|b| format!("{} vs {} {}", b.app, b.peer, report::fmt_ratio(b.ratio)))
+            .collect();
+        println!(
+            "  {} over the best peer per app, CPU time: geomean {} ({})",
+            g.hakmem_row,
+            g.geomean_cpu_vs_best_peer
+                .map(report::fmt_ratio)
+                .unwrap_or_else(|| "–".into()),
+            parts.join(", ")
+        );
+    }
 }
 
 #[cfg(test)]
@@ -1415,6 +1575,39 @@ mod tests {
         assert!(note(row("prodcons")).unwrap().contains("CPU-second"));
         assert_eq!(note(row("larson-t1")), None);
         assert_eq!(thread_arg(row("prodcons").args), 2);
+    }
+
+    #[test]
+    fn workloads_and_apps_selection() {
+        let n_apps = apps::APPS.len();
+        let (w, a) = select_all(&[], false, false).unwrap();
+        assert_eq!(
+            (w.len(), a.len()),
+            (WORKLOADS.len(), n_apps),
+            "a full run has both"
+        );
+        let (w, a) = select_all(&[], true, false).unwrap();
+        assert_eq!((w.len(), a.len()), (0, n_apps));
+        let (w, a) = select_all(&[], false, true).unwrap();
+        assert_eq!((w.len(), a.len()), (WORKLOADS.len(), 0));
+        // Filters naming only matrix workloads leave the apps out, and the other way round.
+        let (w, a) = select_all(&["larson".into()], false, false).unwrap();
+        assert_eq!((w.len(), a.len()), (4, 0));
+        let (w, a) = select_all(&["redis".into(), "sqlite".into()], false, false).unwrap();
+        assert_eq!(w.len(), 0);
+        assert_eq!(
+            a.iter().map(|a| a.name).collect::<Vec<_>>(),
+            ["sqlite", "redis"]
+        );
+        let (w, a) = select_all(&["big".into(), "sort".into()], false, false).unwrap();
+        assert_eq!((w.len(), a.len()), (1, 1));
+        let (w, a) = select_all(&["sort".into()], true, false).unwrap();
+        assert_eq!((w.len(), a.len()), (0, 1));
+        assert!(select_all(&["big".into()], true, false).is_err());
+        assert!(select_all(&["redis".into()], false, true).is_err());
+        assert!(select_all(&[], true, true).is_err());
+        let e = select_all(&["nope".into()], false, false).unwrap_err();
+        assert!(format!("{e}").contains("real programs: python-json"), "{e}");
     }
 
     #[test]

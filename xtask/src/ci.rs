@@ -92,6 +92,8 @@ pub fn test(no_lint: bool) -> Result<()> {
         allocators: vec!["glibc".into(), "hakmem".into()],
         out: Some(out.clone()),
         no_build: true,
+        // The real programs take minutes and need packages: not part of the CI smoke.
+        no_apps: true,
         ..Default::default()
     };
     let record = bench::bench(&opts).context("bench smoke failed")?;

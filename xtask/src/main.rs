@@ -3,11 +3,12 @@
 //! - `cargo xtask build`: release build of `libhakmem.so` and the workload binary.
 //! - `cargo xtask test`: the CI sequence (tools, fmt, clippy, build, tests, loom, bench smoke).
 //! - `cargo xtask loom`: the loom models under `--cfg loom`.
-//! - `cargo xtask bench`: hakmem against glibc and the peers: mimalloc v3, jemalloc 5.3 and
-//!   snmalloc built from their crates (`benches/peers`), tcmalloc and Debian's older mimalloc
-//!   and jemalloc.
+//! - `cargo xtask bench`: hakmem against glibc and the peers (mimalloc v3, jemalloc 5.3 and
+//!   snmalloc built from their crates in `benches/peers`, tcmalloc and Debian's older mimalloc
+//!   and jemalloc), on the workload matrix and on real programs (`--apps` for those alone).
 //! - `cargo xtask fuzz`: the shadow-model fuzzer under `LD_PRELOAD` in every mode.
 
+mod apps;
 mod bench;
 mod chart;
 mod ci;

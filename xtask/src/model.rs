@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::stats::{is_unstable, median, paired_ratio, spread, summarize};
+use crate::stats::{geomean, is_unstable, median, oriented_ratio, paired_ratio, summarize};
 
 /// One run of one workload under one allocator.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -22,6 +22,8 @@ pub struct RunSample {
     pub hakmem_stats: Option<Map<String, Value>>,
     /// For hakmem rows: `Some(true)` when the stats line proves hakmem served.
     pub served_by_hakmem: Option<bool>,
+    /// What a real program reported beside its figure (per-test rates, output checks).
+    pub detail: Option<Map<String, Value>>,
 }
 
 /// All runs of one (workload, allocator) cell, before statistics.
@@ -64,6 +66,10 @@ pub struct CellResult {
     /// Median user + system CPU seconds.
     pub cpu_s: Option<f64>,
     pub wall_s: Option<f64>,
+    pub cpu_min_s: Option<f64>,
+    pub cpu_max_s: Option<f64>,
+    pub wall_min_s: Option<f64>,
+    pub wall_max_s: Option<f64>,
     pub rss_min_kb: Option<f64>,
     pub rss_max_kb: Option<f64>,
     pub faults_min: Option<f64>,
@@ -72,6 +78,10 @@ pub struct CellResult {
     pub runs: Vec<Option<f64>>,
     pub rss_runs_kb: Vec<Option<f64>>,
     pub fault_runs: Vec<Option<f64>>,
+    pub cpu_runs_s: Vec<Option<f64>>,
+    /// Per run, what a real program reported beside its figure; absent for the workloads.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<Option<Map<String, Value>>>,
     /// On hakmem rows: peer -> median of the per-run oriented ratios (> 1: hakmem better).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub ratio_vs: BTreeMap<String, f64>,
@@ -110,10 +120,15 @@ fn summarize_cell(c: &CellRaw) -> CellResult {
     let values = col(&c.runs, |r| r.value);
     let rss = col(&c.runs, |r| r.peak_rss_kb);
     let faults = col(&c.runs, |r| r.page_faults);
+    let cpu = col(&c.runs, |r| r.cpu_s);
     let s = summarize(&present(&values));
-    let sp = spread(&present(&values));
+    let sp = crate::stats::spread(&present(&values));
     let rs = summarize(&present(&rss));
     let fs = summarize(&present(&faults));
+    let cs = summarize(&present(&cpu));
+    let ws = summarize(&present(&col(&c.runs, |r| r.wall_s)));
+    let details: Vec<Option<Map<String, Value>>> =
+        c.runs.iter().map(|r| r.detail.clone()).collect();
     let errors = c
         .runs
         .iter()
@@ -136,8 +151,12 @@ fn summarize_cell(c: &CellRaw) -> CellResult {
         unstable: is_unstable(sp),
         peak_rss_kb: rs.map(|s| s.median),
         page_faults: fs.map(|s| s.median),
-        cpu_s: median(&present(&col(&c.runs, |r| r.cpu_s))),
-        wall_s: median(&present(&col(&c.runs, |r| r.wall_s))),
+        cpu_s: cs.map(|s| s.median),
+        wall_s: ws.map(|s| s.median),
+        cpu_min_s: cs.map(|s| s.min),
+        cpu_max_s: cs.map(|s| s.max),
+        wall_min_s: ws.map(|s| s.min),
+        wall_max_s: ws.map(|s| s.max),
         rss_min_kb: rs.map(|s| s.min),
         rss_max_kb: rs.map(|s| s.max),
         faults_min: fs.map(|s| s.min),
@@ -145,6 +164,12 @@ fn summarize_cell(c: &CellRaw) -> CellResult {
         runs: values,
         rss_runs_kb: rss,
         fault_runs: faults,
+        cpu_runs_s: cpu,
+        details: if details.iter().any(Option::is_some) {
+            details
+        } else {
+            Vec::new()
+        },
         ratio_vs: BTreeMap::new(),
         hakmem_stats: c.runs.iter().rev().find_map(|r| r.hakmem_stats.clone()),
         served_by_hakmem: served,
@@ -236,6 +261,166 @@ pub fn ablation_rows(cells: &[CellRaw], minimal_name: &str) -> Vec<AblationRow> 
                 ratio_vs_minimal: ratio,
                 rss_vs_minimal: rss,
                 served_by_hakmem: s.served_by_hakmem,
+            }
+        })
+        .collect()
+}
+
+/// A median with the range and the number of runs behind it.
+#[derive(Debug, Clone, Copy)]
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+    n: usize,
+}
+
+fn spread(
+    median: Option<f64>,
+    min: Option<f64>,
+    max: Option<f64>,
+    runs: &[Option<f64>],
+) -> Option<Spread> {
+    Some(Spread {
+        median: median?,
+        min: min?,
+        max: max?,
+        n: runs.iter().flatten().count(),
+    })
+}
+
+/// The oriented ratio of two medians (> 1: `h` better) and whether the two min–max ranges
+/// are apart, which takes at least two runs on each side.
+fn compare(h: Option<Spread>, p: Option<Spread>, higher_is_better: bool) -> (Option<f64>, bool) {
+    let (Some(h), Some(p)) = (h, p) else {
+        return (None, false);
+    };
+    let apart = h.n >= 2 && p.n >= 2 && (h.max < p.min || p.max < h.min);
+    (oriented_ratio(h.median, p.median, higher_is_better), apart)
+}
+
+/// A hakmem row of a real program against one other row of it: ratios of the medians,
+/// each oriented so that > 1 means hakmem is better, and whether the min–max ranges of
+/// the runs are apart (the difference is beyond the spread).
+#[derive(Debug, Clone, Serialize)]
+pub struct AppVsPeer {
+    pub app: String,
+    pub hakmem_row: String,
+    pub peer: String,
+    pub metric: String,
+    pub figure_ratio: Option<f64>,
+    pub figure_apart: bool,
+    /// Peer CPU seconds over hakmem's.
+    pub cpu_ratio: Option<f64>,
+    pub cpu_apart: bool,
+    /// Peer peak RSS over hakmem's.
+    pub rss_ratio: Option<f64>,
+    pub rss_apart: bool,
+}
+
+fn cpu_spread(r: &CellResult) -> Option<Spread> {
+    spread(r.cpu_s, r.cpu_min_s, r.cpu_max_s, &r.cpu_runs_s)
+}
+
+/// Every hakmem row (that proved hakmem served) of every app against every non-hakmem row.
+pub fn app_vs_peers(apps: &[CellResult]) -> Vec<AppVsPeer> {
+    let mut out = Vec::new();
+    for h in apps
+        .iter()
+        .filter(|r| r.allocator.starts_with("hakmem") && r.served_by_hakmem == Some(true))
+    {
+        for p in apps
+            .iter()
+            .filter(|p| p.workload == h.workload && p.served_by_hakmem.is_none())
+        {
+            let (figure_ratio, figure_apart) = compare(
+                spread(h.median, h.min, h.max, &h.runs),
+                spread(p.median, p.min, p.max, &p.runs),
+                h.higher_is_better,
+            );
+            let (cpu_ratio, cpu_apart) = compare(cpu_spread(h), cpu_spread(p), false);
+            let (rss_ratio, rss_apart) = compare(
+                spread(h.peak_rss_kb, h.rss_min_kb, h.rss_max_kb, &h.rss_runs_kb),
+                spread(p.peak_rss_kb, p.rss_min_kb, p.rss_max_kb, &p.rss_runs_kb),
+                false,
+            );
+            out.push(AppVsPeer {
+                app: h.workload.clone(),
+                hakmem_row: h.allocator.clone(),
+                peer: p.allocator.clone(),
+                metric: h.metric.clone(),
+                figure_ratio,
+                figure_apart,
+                cpu_ratio,
+                cpu_apart,
+                rss_ratio,
+                rss_apart,
+            });
+        }
+    }
+    out
+}
+
+/// For one app: the non-hakmem row that used the least CPU, and hakmem against it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BestPeer {
+    pub app: String,
+    pub peer: String,
+    pub peer_cpu_s: f64,
+    pub hakmem_cpu_s: f64,
+    /// `peer_cpu_s / hakmem_cpu_s` (> 1: hakmem used less CPU).
+    pub ratio: f64,
+    pub apart: bool,
+}
+
+/// One hakmem row over the best peer of every app, CPU time, and the geometric mean.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppGeomean {
+    pub hakmem_row: String,
+    pub geomean_cpu_vs_best_peer: Option<f64>,
+    pub apps: Vec<BestPeer>,
+}
+
+/// Per hakmem row: each app's least-CPU peer and the geometric mean of hakmem's CPU-time
+/// ratios against them.
+pub fn app_geomeans(apps: &[CellResult]) -> Vec<AppGeomean> {
+    let mut rows: Vec<&str> = Vec::new();
+    for r in apps.iter().filter(|r| r.allocator.starts_with("hakmem")) {
+        if !rows.contains(&r.allocator.as_str()) {
+            rows.push(&r.allocator);
+        }
+    }
+    rows.into_iter()
+        .map(|row| {
+            let mut best = Vec::new();
+            for h in apps
+                .iter()
+                .filter(|r| r.allocator == row && r.served_by_hakmem == Some(true))
+            {
+                let peer = apps
+                    .iter()
+                    .filter(|p| p.workload == h.workload && p.served_by_hakmem.is_none())
+                    .filter(|p| p.ok() && p.cpu_s.is_some_and(|c| c > 0.0))
+                    .min_by(|a, b| a.cpu_s.unwrap_or(0.0).total_cmp(&b.cpu_s.unwrap_or(0.0)));
+                let (Some(p), Some(hc)) = (peer, h.cpu_s.filter(|c| *c > 0.0)) else {
+                    continue;
+                };
+                let pc = p.cpu_s.unwrap_or(0.0);
+                let (_, apart) = compare(cpu_spread(h), cpu_spread(p), false);
+                best.push(BestPeer {
+                    app: h.workload.clone(),
+                    peer: p.allocator.clone(),
+                    peer_cpu_s: pc,
+                    hakmem_cpu_s: hc,
+                    ratio: pc / hc,
+                    apart,
+                });
+            }
+            let ratios: Vec<f64> = best.iter().map(|b| b.ratio).collect();
+            AppGeomean {
+                hakmem_row: row.to_string(),
+                geomean_cpu_vs_best_peer: geomean(&ratios),
+                apps: best,
             }
         })
         .collect()
@@ -411,6 +596,86 @@ mod tests {
         assert_eq!(rows[0].ratio_vs_minimal, Some(1.0));
         assert_eq!(rows[1].ratio_vs_minimal, Some(1.5));
         assert_eq!(rows[1].rss_vs_minimal, Some(0.5));
+    }
+
+    fn app_cell(a: &str, cpu: &[f64], wall: &[f64]) -> CellRaw {
+        CellRaw {
+            workload: "app".into(),
+            allocator: a.into(),
+            is_hakmem: a.starts_with("hakmem"),
+            threads: 1,
+            metric: "wall_s".into(),
+            higher_is_better: false,
+            runs: cpu
+                .iter()
+                .zip(wall)
+                .map(|(c, w)| RunSample {
+                    value: Some(*w),
+                    wall_s: Some(*w),
+                    cpu_s: Some(*c),
+                    peak_rss_kb: Some(1000.0),
+                    served_by_hakmem: a.starts_with("hakmem").then_some(true),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn apps_against_peers_and_best_peer() {
+        let r = finalize(&[
+            app_cell("glibc", &[10.0, 11.0, 12.0], &[10.0, 11.0, 12.0]),
+            app_cell("hakmem", &[8.0, 8.5, 9.0], &[11.0, 12.0, 13.0]),
+            app_cell("jemalloc", &[8.8, 9.0, 9.5], &[9.0, 9.0, 9.0]),
+        ]);
+        assert_eq!(r[1].cpu_min_s, Some(8.0));
+        assert_eq!(r[1].cpu_max_s, Some(9.0));
+        assert_eq!(r[1].cpu_runs_s.len(), 3);
+        let v = app_vs_peers(&r);
+        assert_eq!(v.len(), 2);
+        let g = &v[0];
+        assert_eq!((g.peer.as_str(), g.metric.as_str()), ("glibc", "wall_s"));
+        // Wall: 11 vs 12 -> glibc better, ranges overlap; CPU: 11 / 8.5, apart.
+        assert!((g.figure_ratio.unwrap() - 11.0 / 12.0).abs() < 1e-12);
+        assert!(!g.figure_apart);
+        assert!((g.cpu_ratio.unwrap() - 11.0 / 8.5).abs() < 1e-12);
+        assert!(g.cpu_apart);
+        assert_eq!(g.rss_ratio, Some(1.0));
+        assert!(!g.rss_apart, "equal ranges overlap");
+        let j = &v[1];
+        assert!(!j.cpu_apart, "8..9 and 8.8..9.5 overlap");
+        assert!(j.figure_apart, "11..13 s against 9 s");
+
+        let gm = app_geomeans(&r);
+        assert_eq!(gm.len(), 1);
+        assert_eq!(gm[0].hakmem_row, "hakmem");
+        assert_eq!(gm[0].apps.len(), 1);
+        let b = &gm[0].apps[0];
+        assert_eq!(b.peer, "jemalloc", "the peer with the least CPU");
+        assert!((b.ratio - 9.0 / 8.5).abs() < 1e-12);
+        assert_eq!(gm[0].geomean_cpu_vs_best_peer, Some(b.ratio));
+    }
+
+    #[test]
+    fn one_run_is_never_beyond_the_spread() {
+        let r = finalize(&[
+            app_cell("glibc", &[10.0], &[10.0]),
+            app_cell("hakmem", &[5.0], &[5.0]),
+        ]);
+        let v = app_vs_peers(&r);
+        assert_eq!(v[0].cpu_ratio, Some(2.0));
+        assert!(!v[0].cpu_apart && !v[0].figure_apart);
+    }
+
+    #[test]
+    fn unserved_hakmem_app_row_is_not_compared() {
+        let mut h = app_cell("hakmem", &[5.0, 5.0], &[5.0, 5.0]);
+        h.runs[1].served_by_hakmem = Some(false);
+        let r = finalize(&[app_cell("glibc", &[10.0, 10.0], &[10.0, 10.0]), h]);
+        assert!(app_vs_peers(&r).is_empty());
+        assert!(app_geomeans(&r)[0].apps.is_empty());
+        assert_eq!(app_geomeans(&r)[0].geomean_cpu_vs_best_peer, None);
     }
 
     #[test]

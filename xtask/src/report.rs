@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::model::{AblationRow, CellResult};
+use crate::model::{AblationRow, AppGeomean, AppVsPeer, CellResult};
 use crate::stats::{UNSTABLE_SPREAD, geomean, oriented_ratio, paired_ratio};
 
 /// Instructions per malloc+free pair for one allocator (`--instructions`).
@@ -24,7 +24,7 @@ pub struct InstrRow {
 /// Everything written to `<timestamp>.json`: the configuration keys (commit, dirty,
 /// command, env, mode, features, build, machine, date, allocators, ...) flattened at
 /// the top level, then the results.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Record {
     #[serde(flatten)]
     pub config: Map<String, Value>,
@@ -35,6 +35,13 @@ pub struct Record {
     pub ablation_absent_features: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub instructions: Vec<InstrRow>,
+    /// The real programs (`--apps`): one cell per (app, allocator row).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub apps: Vec<CellResult>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub apps_vs_peers: Vec<AppVsPeer>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub apps_geomean: Vec<AppGeomean>,
     pub skipped: Vec<String>,
 }
 
@@ -60,6 +67,15 @@ pub fn fmt_num(v: f64) -> String {
 
 fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
     v.map(f).unwrap_or_else(|| "–".to_string())
+}
+
+/// A real program's figure: `12.34 s` for a wall time, `245.7k/s` for a rate.
+pub fn fmt_figure(v: f64, metric: &str) -> String {
+    if metric == "wall_s" {
+        format!("{v:.2} s")
+    } else {
+        format!("{}/s", fmt_num(v))
+    }
 }
 
 /// `2.34×`
@@ -281,6 +297,158 @@ pub fn scaling(results: &[CellResult]) -> Vec<ScalingLine> {
 /// A table row: a workload, an allocator (escaped), and the rest already joined.
 fn row3(out: &mut String, workload: &str, allocator: &str, rest: &str) {
     let _ = writeln!(out, "| {workload} | {} | {rest} |", escape_cell(allocator));
+}
+
+/// `1.23×`, with `✱` when the runs' min–max ranges are apart.
+fn flagged(r: Option<f64>, apart: bool) -> String {
+    match r {
+        Some(x) if apart => format!("{} ✱", fmt_ratio(x)),
+        Some(x) => fmt_ratio(x),
+        None => "–".into(),
+    }
+}
+
+fn range(min: Option<f64>, max: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    match (min, max) {
+        (Some(a), Some(b)) => format!("{}–{}", f(a), f(b)),
+        _ => "–".into(),
+    }
+}
+
+/// The "Real programs" section: what each app ran, its figures per allocator, hakmem
+/// against every peer, and the geomean of hakmem over the best peer per app (CPU time).
+fn apps_section(out: &mut String, rec: &Record) {
+    if rec.apps.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "## Real programs\n\n\
+         Each program ran under the row's `LD_PRELOAD` (glibc: none) with an input the harness \
+         generated once, from a fixed seed, before any run. Runs alternate: run i of every \
+         program and every allocator before run i+1. Figure: the wall time of the program \
+         (redis: requests per second of redis-benchmark, which is not preloaded, over all its \
+         tests). CPU time is user + system of the measured process tree (`wait4` of the child \
+         and every descendant it waited for; redis: the server's `/proc/<pid>/stat`), peak RSS \
+         its `ru_maxrss` (redis: the server's `VmHWM`), faults minor + major. Medians, with \
+         min–max over the runs.\n"
+    );
+    if let Some(Value::Object(progs)) = rec
+        .config
+        .get("real_programs")
+        .and_then(|a| a.get("programs"))
+    {
+        let _ = writeln!(out, "| app | what it runs | input | program |");
+        let _ = writeln!(out, "|---|---|---|---|");
+        for (name, p) in progs {
+            let mut what = p["about"].as_str().unwrap_or("").to_string();
+            if let Some(n) = p["own_malloc"].as_str() {
+                what.push_str(&format!(" ({n})"));
+            }
+            let _ = writeln!(
+                out,
+                "| {name} | {} | {} | {} |",
+                escape_cell(&what),
+                escape_cell(p["input"].as_str().unwrap_or("")),
+                escape_cell(p["version"].as_str().unwrap_or("")),
+            );
+        }
+        let _ = writeln!(out);
+    }
+    let _ = writeln!(
+        out,
+        "| app | allocator | figure | min–max | CPU s | CPU min–max | peak RSS MiB | faults | served |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---|");
+    for r in &rec.apps {
+        let f = |v: f64| fmt_figure(v, &r.metric);
+        let mut name = escape_cell(&r.allocator);
+        if !r.ok() {
+            name.push_str(" ⚠");
+        }
+        let _ = writeln!(
+            out,
+            "| {} | {name} | {} | {} | {} | {} | {} | {} | {} |",
+            r.workload,
+            opt(r.median, f),
+            range(r.min, r.max, f),
+            opt(r.cpu_s, |x| format!("{x:.2}")),
+            range(r.cpu_min_s, r.cpu_max_s, |x| format!("{x:.2}")),
+            opt(r.peak_rss_kb, fmt_mib),
+            opt(r.page_faults, fmt_num),
+            match r.served_by_hakmem {
+                Some(true) => "yes",
+                Some(false) => "**NO**",
+                None => "",
+            }
+        );
+    }
+    for r in &rec.apps {
+        for e in &r.errors {
+            let _ = writeln!(
+                out,
+                "\n- ⚠ {} / {}: {}",
+                r.workload,
+                r.allocator,
+                escape_cell(e)
+            );
+        }
+    }
+    let _ = writeln!(out);
+
+    if !rec.apps_vs_peers.is_empty() {
+        let _ = writeln!(
+            out,
+            "### hakmem against each peer (ratio of medians, > 1 = hakmem better)\n\n\
+             figure: the peer's time over hakmem's (redis: hakmem's rate over the peer's); CPU \
+             and RSS: the peer's over hakmem's. ✱: the min–max ranges of the runs do not \
+             overlap (the difference is beyond the spread; needs 2 runs or more).\n"
+        );
+        let _ = writeln!(out, "| app | hakmem row | peer | figure | CPU | peak RSS |");
+        let _ = writeln!(out, "|---|---|---|---:|---:|---:|");
+        for v in &rec.apps_vs_peers {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} |",
+                v.app,
+                escape_cell(&v.hakmem_row),
+                escape_cell(&v.peer),
+                flagged(v.figure_ratio, v.figure_apart),
+                flagged(v.cpu_ratio, v.cpu_apart),
+                flagged(v.rss_ratio, v.rss_apart),
+            );
+        }
+        let _ = writeln!(out);
+    }
+
+    for g in &rec.apps_geomean {
+        let _ = writeln!(
+            out,
+            "### {} over the best peer per app (CPU time, > 1 = hakmem used less)\n",
+            escape_cell(&g.hakmem_row)
+        );
+        let _ = writeln!(
+            out,
+            "| app | best peer (least CPU) | its CPU s | hakmem CPU s | ratio |"
+        );
+        let _ = writeln!(out, "|---|---|---:|---:|---:|");
+        for b in &g.apps {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.2} | {:.2} | {} |",
+                b.app,
+                escape_cell(&b.peer),
+                b.peer_cpu_s,
+                b.hakmem_cpu_s,
+                flagged(Some(b.ratio), b.apart),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "| **geomean** | | | | {} |\n",
+            opt(g.geomean_cpu_vs_best_peer, fmt_ratio)
+        );
+    }
 }
 
 /// The Markdown report: configuration record first, then one table per workload, a
@@ -522,6 +690,8 @@ pub fn render_markdown(rec: &Record) -> String {
         let _ = writeln!(out);
     }
 
+    apps_section(&mut out, rec);
+
     if !rec.ablation.is_empty() || !rec.ablation_absent_features.is_empty() {
         let _ = writeln!(
             out,
@@ -635,6 +805,7 @@ mod tests {
             ablation_absent_features: vec!["HAKMEM_ELO".into()],
             instructions: vec![],
             skipped: vec!["skip: tcmalloc not installed".into()],
+            ..Default::default()
         }
     }
 
@@ -716,6 +887,9 @@ mod tests {
             ablation_absent_features: vec![],
             instructions: vec![],
             skipped: vec![],
+            apps: vec![],
+            apps_vs_peers: vec![],
+            apps_geomean: vec![],
         });
         assert!(!md.contains(&unstable_note()), "{md}");
         assert!(md.contains("| tiny-hot-16 | hakmem | 2.00× |"), "{md}");
@@ -820,6 +994,7 @@ mod tests {
             ablation_absent_features: vec![],
             instructions: vec![],
             skipped: vec![],
+            ..Default::default()
         });
         assert!(
             md.contains(
@@ -847,6 +1022,77 @@ mod tests {
         let only_glibc = [("glibc".to_string(), 2.0)].into_iter().collect();
         assert_eq!(best_peer(&only_glibc), None);
         assert!(is_peer("jemalloc-5.3") && !is_peer("glibc") && !is_peer("hakmem[fast]"));
+    }
+
+    #[test]
+    fn real_programs_section() {
+        use crate::model::{app_geomeans, app_vs_peers};
+        let mk = |a: &str, cpu: &[f64]| CellRaw {
+            workload: "redis".into(),
+            allocator: a.into(),
+            is_hakmem: a.starts_with("hakmem"),
+            threads: 1,
+            metric: "requests_per_sec".into(),
+            higher_is_better: true,
+            runs: cpu
+                .iter()
+                .map(|c| RunSample {
+                    value: Some(1000.0 / c),
+                    cpu_s: Some(*c),
+                    wall_s: Some(1.0),
+                    peak_rss_kb: Some(20480.0),
+                    page_faults: Some(100.0),
+                    served_by_hakmem: a.starts_with("hakmem").then_some(true),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let apps = finalize(&[
+            mk("glibc", &[2.0, 2.2]),
+            mk("hakmem", &[1.0, 1.1]),
+            mk("tcmalloc", &[1.05, 1.2]),
+        ]);
+        let mut config = Map::new();
+        config.insert(
+            "real_programs".into(),
+            json!({"programs": {"redis": {"about": "redis-server", "input": "-P 16", "version": "v=7",
+                "own_malloc": "links libjemalloc.so.2"}}}),
+        );
+        let rec = Record {
+            config,
+            apps_vs_peers: app_vs_peers(&apps),
+            apps_geomean: app_geomeans(&apps),
+            apps,
+            ..Default::default()
+        };
+        let md = render_markdown(&rec);
+        assert!(md.contains("## Real programs"), "{md}");
+        assert!(
+            md.contains("| redis | redis-server (links libjemalloc.so.2) | -P 16 | v=7 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| redis | hakmem | 955/s | 909/s–1000/s | 1.05 | 1.00–1.10 | 20.0 | 100 | yes |"
+            ),
+            "{md}"
+        );
+        // CPU 2.1 vs 1.05: apart; tcmalloc 1.125 vs 1.05: overlapping.
+        assert!(
+            md.contains("| redis | hakmem | glibc | 2.00× ✱ | 2.00× ✱ | 1.00× |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| redis | tcmalloc | 1.12 | 1.05 | 1.07× |"),
+            "{md}"
+        );
+        assert!(md.contains("| **geomean** | | | | 1.07× |"), "{md}");
+        let v = serde_json::to_value(&rec).unwrap();
+        assert_eq!(v["apps"][1]["cpu_min_s"], 1.0);
+        assert_eq!(v["real_programs"]["programs"]["redis"]["version"], "v=7");
+        assert_eq!(v["apps_geomean"][0]["apps"][0]["peer"], "tcmalloc");
+        assert!(v.get("ablation").is_none());
     }
 
     #[test]
