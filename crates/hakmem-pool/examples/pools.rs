@@ -19,9 +19,10 @@ fn main() {
     for &n in &sizes {
         let p = hakmem_pool::alloc(n);
         assert!(!p.is_null());
+        // SAFETY: each arm runs for a block of its own pool (the owner map's tag says which).
         let (pool, usable) = match tag_of(p) {
-            TAG_L2 => ("L2", hakmem_pool::usable_size_l2(p)),
-            TAG_L25 => ("L2.5", hakmem_pool::usable_size_l25(p)),
+            TAG_L2 => ("L2", unsafe { hakmem_pool::usable_size_l2(p) }),
+            TAG_L25 => ("L2.5", unsafe { hakmem_pool::usable_size_l25(p) }),
             t => panic!("{n} bytes came from tier {t}"),
         };
         assert!(usable >= n && (usable - n) * 4 <= n);

@@ -150,10 +150,13 @@ mod api {
     }
 
     /// Allocates `size` bytes (1 KiB < size ≤ 1 MiB), 16-byte aligned (128 for L2.5).
-    /// Null (errno ENOMEM) only when the OS refuses memory.
+    /// Null for a size outside that range (not the pools'), and (errno ENOMEM) when the OS
+    /// refuses memory.
     #[inline]
     pub fn alloc(size: usize) -> *mut u8 {
-        debug_assert!(size > 1024 && size <= MAX_SIZE);
+        if size <= 1024 || size > MAX_SIZE {
+            return core::ptr::null_mut();
+        }
         if size <= L2_MAX {
             l2_heap().alloc(l2_class(size), size)
         } else {
@@ -182,12 +185,18 @@ mod api {
     }
 
     /// The class size of a live L2 block (0 for a pointer that is not one).
-    pub fn usable_size_l2(p: *mut u8) -> usize {
+    ///
+    /// # Safety
+    /// `p` must lie in a chunk the owner map tags [`TAG_L2`] (its slab header is read).
+    pub unsafe fn usable_size_l2(p: *mut u8) -> usize {
         engine::usable_size::<L2>(p)
     }
 
     /// The class size of a live L2.5 block (0 for a pointer that is not one).
-    pub fn usable_size_l25(p: *mut u8) -> usize {
+    ///
+    /// # Safety
+    /// `p` must lie in a chunk the owner map tags [`TAG_L25`] (its slab header is read).
+    pub unsafe fn usable_size_l25(p: *mut u8) -> usize {
         engine::usable_size::<L25>(p)
     }
 
@@ -209,7 +218,8 @@ mod api {
             unsafe { free_l2(p) }
         }
         unsafe fn usable_size(&self, p: *mut u8) -> usize {
-            usable_size_l2(p)
+            // SAFETY: forwarded contract.
+            unsafe { usable_size_l2(p) }
         }
     }
 
@@ -226,7 +236,8 @@ mod api {
             unsafe { free_l25(p) }
         }
         unsafe fn usable_size(&self, p: *mut u8) -> usize {
-            usable_size_l25(p)
+            // SAFETY: forwarded contract.
+            unsafe { usable_size_l25(p) }
         }
     }
 

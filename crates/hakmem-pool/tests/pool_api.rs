@@ -23,10 +23,13 @@ unsafe fn pool_free(p: *mut u8, size: usize) {
 }
 
 fn pool_usable(p: *mut u8, size: usize) -> usize {
-    if is_l2(size) {
-        usable_size_l2(p)
-    } else {
-        usable_size_l25(p)
+    // SAFETY: `p` is a live block of the pool its size selects.
+    unsafe {
+        if is_l2(size) {
+            usable_size_l2(p)
+        } else {
+            usable_size_l25(p)
+        }
     }
 }
 
@@ -228,4 +231,17 @@ fn remote_frees_are_reused() {
             n * rounds
         );
     }
+}
+
+/// `alloc` is safe for every size: one outside the pools' range is refused with null, never
+/// turned into a bad class index.
+#[test]
+fn sizes_outside_the_pools_are_refused() {
+    for size in [0, 1, 100, 1024, MAX_SIZE + 1, 64 << 20, usize::MAX] {
+        assert!(alloc(size).is_null(), "alloc({size})");
+    }
+    let p = alloc(1025);
+    assert!(!p.is_null());
+    // SAFETY: a live L2 block.
+    unsafe { free_l2(p) };
 }

@@ -1,0 +1,20 @@
+//! hakmem-tiny's public API on its own, without the facade.
+
+use hakmem_core::map::{TAG_TINY, tag_of};
+
+/// `alloc` is safe for every size: Tiny's sizes give blocks of the tier, larger ones null.
+#[test]
+fn alloc_serves_tiny_sizes_and_refuses_the_rest() {
+    for size in [0, 1, 8, 24, 100, 1000, 1024] {
+        let p = hakmem_tiny::alloc(size);
+        assert!(!p.is_null() && tag_of(p) == TAG_TINY, "alloc({size})");
+        // SAFETY: a live Tiny block, freed once.
+        unsafe {
+            assert!(hakmem_tiny::usable_size(p) >= size.max(1));
+            hakmem_tiny::free(p);
+        }
+    }
+    for size in [1025, 4096, 1 << 20, usize::MAX] {
+        assert!(hakmem_tiny::alloc(size).is_null(), "alloc({size})");
+    }
+}
