@@ -92,17 +92,24 @@ impl RawLock {
         }
     }
 
-    /// Releases the lock; the caller must hold it.
+    /// Releases the lock.
+    ///
+    /// # Safety
+    /// The caller holds it (took it with [`Self::lock`] or [`Self::try_lock`] and has not
+    /// released it since): releasing another thread's hold would let two threads in.
     #[inline]
-    pub fn unlock(&self) {
+    pub unsafe fn unlock(&self) {
         if self.state.swap(UNLOCKED, Ordering::Release) == CONTENDED {
             wake_one(&self.state);
         }
     }
 
-    /// Marks the lock free without waking anyone: only for a `fork` child, where the thread that
-    /// held it (the forking thread, in its `prepare` handler) is the only thread left.
-    pub fn reset_after_fork(&self) {
+    /// Marks the lock free without waking anyone.
+    ///
+    /// # Safety
+    /// Only in a `fork` child, where the thread that held it (the forking thread, in its
+    /// `prepare` handler) is the only thread left.
+    pub unsafe fn reset_after_fork(&self) {
         self.state.store(UNLOCKED, Ordering::Relaxed);
     }
 }
@@ -216,6 +223,7 @@ impl<T> DerefMut for MutexGuard<'_, T> {
 
 impl<T> Drop for MutexGuard<'_, T> {
     fn drop(&mut self) {
-        self.m.lock.unlock();
+        // SAFETY: the guard is the proof that this thread holds the lock.
+        unsafe { self.m.lock.unlock() };
     }
 }

@@ -333,7 +333,8 @@ mod lifecycle {
             return;
         }
         for l in fork_locks().iter().rev() {
-            l.unlock();
+            // SAFETY: `before_fork` took every one of them on this thread.
+            unsafe { l.unlock() };
         }
         libc_fork::unlock_file_list();
     }
@@ -343,7 +344,8 @@ mod lifecycle {
         }
         // The file list lock: already re-initialised by glibc, see `libc_fork`.
         for l in fork_locks() {
-            l.reset_after_fork();
+            // SAFETY: the fork child, whose only thread (this one) took them before the fork.
+            unsafe { l.reset_after_fork() };
         }
     }
 

@@ -197,15 +197,14 @@ pub struct Heap<G: Geometry, const D: usize, const C: usize> {
     _tier: PhantomData<G>,
 }
 
-impl<G: Geometry, const D: usize, const C: usize> Default for Heap<G, D, C> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
     /// A heap with no slabs (every direct entry on [`EMPTY`], every other byte zero).
-    pub const fn new() -> Self {
+    ///
+    /// # Safety
+    /// The heap must be a thread's own and live as long as the thread: its first allocation
+    /// registers a thread-exit destructor with its address (a heap on the stack, or moved,
+    /// would dangle there). [`crate::thread_heap`] is the way to get one.
+    pub const unsafe fn new() -> Self {
         Heap {
             direct: [const { Cell::new(EMPTY_PTR) }; D],
             avail: [const { Queue::new() }; C],

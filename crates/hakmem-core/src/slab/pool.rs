@@ -24,7 +24,7 @@ pub const MAX_CLASSES: usize = 48;
 
 /// The metadata of the slab holding `p`, which must lie in a segment of geometry `G`.
 #[inline(always)]
-pub fn slab_of<G: Geometry>(p: *mut u8) -> &'static Slab {
+pub(crate) fn slab_of<G: Geometry>(p: *mut u8) -> &'static Slab {
     let s = (p as usize & !(slab_size::<G>() - 1)) as *const Slab;
     // SAFETY: the owner map tagged the chunk as `G`'s, so the slab is mapped; its header was
     // written before any block of it was handed out (a never-used slab reads as zeros: capacity

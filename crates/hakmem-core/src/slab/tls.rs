@@ -61,7 +61,8 @@ macro_rules! thread_heap {
         #[inline(always)]
         $vis fn $name() -> &'static $heap {
             ::std::thread_local! {
-                static HEAP: $heap = const { <$heap>::new() };
+                // SAFETY: a thread-local: the thread's own, living as long as the thread.
+                static HEAP: $heap = const { unsafe { <$heap>::new() } };
             }
             // SAFETY: the heap lives as long as the thread, and the reference never leaves it.
             HEAP.with(|h| unsafe { &*(h as *const $heap) })
