@@ -7,6 +7,7 @@ pub mod larson;
 pub mod larson_orig;
 pub mod phased;
 pub mod prodcons;
+pub mod queue;
 pub mod random_mixed;
 pub mod realloc_grow;
 pub mod slots;

@@ -23,8 +23,6 @@
 //! is still queued for it once its sender has stopped; those blocks count and the drain is
 //! timed.
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
@@ -35,34 +33,13 @@ use crate::pattern;
 use crate::report::{Metric, Num, Report, Usage};
 use crate::rng::Rng;
 use crate::runner::run_timed;
+use crate::workloads::queue::{Batch, Queue};
 use crate::workloads::{base_params, salt, thread_seed, verified};
 
 /// Batches in circulation per thread.
 pub const BATCHES_PER_THREAD: usize = 4;
 /// Pause between rounds: uniform in this range, microseconds (inclusive).
 pub const SLEEP_US: (usize, usize) = (1000, 2000);
-
-type Batch = Vec<Block>;
-
-/// A queue that never holds more than the batches in circulation, so its pre-sized
-/// `VecDeque` never reallocates.
-struct Queue(Mutex<VecDeque<Batch>>);
-
-impl Queue {
-    fn with_capacity(n: usize) -> Self {
-        Queue(Mutex::new(VecDeque::with_capacity(n)))
-    }
-
-    fn push(&self, b: Batch) {
-        let mut q = self.0.lock().unwrap();
-        debug_assert!(q.len() < q.capacity());
-        q.push_back(b);
-    }
-
-    fn pop(&self) -> Option<Batch> {
-        self.0.lock().unwrap().pop_front()
-    }
-}
 
 /// The thread that thread `i` sends to, and the one it receives from.
 pub fn ring(i: usize, threads: usize) -> (usize, usize) {

@@ -10,8 +10,6 @@
 //! consumer. After the stop flag, producers finish their current batch and consumers
 //! drain the queue; those blocks count and the drain is timed.
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
@@ -21,32 +19,11 @@ use crate::pattern;
 use crate::report::{Metric, Num, Report};
 use crate::rng::Rng;
 use crate::runner::run_timed;
+use crate::workloads::queue::Queue;
 use crate::workloads::{base_params, salt, thread_seed, verified};
 
 /// Blocks per message.
 pub const BATCH: usize = 64;
-
-type Batch = Vec<Block>;
-
-/// A bounded queue: never holds more than the number of batches in circulation, so the
-/// pre-sized `VecDeque` never reallocates.
-struct Queue(Mutex<VecDeque<Batch>>);
-
-impl Queue {
-    fn with_capacity(n: usize) -> Self {
-        Queue(Mutex::new(VecDeque::with_capacity(n)))
-    }
-
-    fn push(&self, b: Batch) {
-        let mut q = self.0.lock().unwrap();
-        debug_assert!(q.len() < q.capacity());
-        q.push_back(b);
-    }
-
-    fn pop(&self) -> Option<Batch> {
-        self.0.lock().unwrap().pop_front()
-    }
-}
 
 /// (producers, consumers) for `threads`.
 pub fn roles(threads: usize) -> (usize, usize) {
