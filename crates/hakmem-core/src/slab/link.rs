@@ -88,13 +88,13 @@ pub fn decode(raw: usize, at: usize) -> usize {
 }
 
 /// Whether the first word `raw` of a block decodes to an address in the block's own slab of
-/// `slab_size` bytes: true for every free block, and for a live block only if its data
+/// `slab_size` bytes (`key`: [`key`]): true for every free block, and for a live block only if its data
 /// happens to be such a link (its top 16 bits equal to the key's, about 1 in 2^48 for random
 /// data, never for pointers, small integers or zero).
 #[inline(always)]
-pub fn looks_free(raw: usize, slab_size: usize) -> bool {
+pub fn looks_free(raw: usize, key: usize, slab_size: usize) -> bool {
     // decode(raw, at) ^ at < slab_size  ⟺  same slab as `at`.
-    raw ^ key() < slab_size
+    raw ^ key < slab_size
 }
 
 /// The divisor constant of `bs` (2 ≤ `bs` ≤ 2^20) for [`is_multiple`] and [`index_below`]:
@@ -216,12 +216,15 @@ mod tests {
         for next in [slab, slab + 128, slab + 0xFF80] {
             let raw = encode(next, at);
             assert_eq!(decode(raw, at), next);
-            assert!(looks_free(raw, 1 << 16), "a link into the slab looks free");
+            assert!(
+                looks_free(raw, k, 1 << 16),
+                "a link into the slab looks free"
+            );
         }
         // Program data: zero, pointers, small and negative integers.
         for raw in [0, at, slab, 1, 42, usize::MAX, usize::MAX - 7, 0x5555_5555] {
             assert!(
-                !looks_free(raw, 1 << 22),
+                !looks_free(raw, k, 1 << 22),
                 "data {raw:#x} looks like a free link"
             );
         }

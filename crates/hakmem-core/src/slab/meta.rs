@@ -362,7 +362,8 @@ impl Slab {
         let off = (p as usize).wrapping_sub(self.start() as usize);
         // SAFETY: `p` lies in this slab, which is mapped (a never-used or purged page reads 0).
         let raw = unsafe { (*p.cast::<Block>()).next } as usize;
-        link::index_below(off, self.div.get(), self.carved_bound.get()) & (raw ^ key >= slab_size)
+        link::index_below(off, self.div.get(), self.carved_bound.get())
+            & !link::looks_free(raw, key, slab_size)
     }
 
     /// Reports the fault [`Self::check_free`] found with `p` (the caller then leaves it alone).
