@@ -1,7 +1,8 @@
 //! Configuration read from the environment at first use, without allocating (`getenv` only).
 //!
-//! A bad value produces one warning on stderr naming the variable and the value used instead;
-//! the program runs on with the default. Only slow paths read the configuration (the tier
+//! A bad value produces one warning on stderr naming the variable, the valid values or range and
+//! the value used instead; the program runs on with the default. A `HAKMEM_*` variable that is
+//! not one of [`VARIABLES`] (a misspelling) gets one warning naming the closest valid name. Only slow paths read the configuration (the tier
 //! switches reach them as one byte, [`routes`]).
 //!
 //! `HAKMEM_MODE` picks the defaults of every feature; each `HAKMEM_<FEATURE>` variable overrides
@@ -294,6 +295,125 @@ pub fn parse_u32(value: &[u8]) -> Option<u32> {
     u32::try_from(n).ok()
 }
 
+/// Every variable hakmem reads. A name in the environment that starts with `HAKMEM_` and is not
+/// here gets one warning ([`warn_unknown`]), so a variable read anywhere must be listed.
+pub const VARIABLES: [&str; 18] = [
+    "HAKMEM_MODE",
+    "HAKMEM_TINY_POOL",
+    "HAKMEM_POOL",
+    "HAKMEM_L25",
+    "HAKMEM_SITE_RULES",
+    "HAKMEM_ELO",
+    "HAKMEM_EVO",
+    "HAKMEM_BATCH_MADVISE",
+    "HAKMEM_ELO_REPORT",
+    "HAKMEM_STATS",
+    "HAKMEM_VERBOSE",
+    "HAKMEM_FREE_POLICY",
+    "HAKMEM_PURGE_DELAY_MS",
+    "HAKMEM_THP",
+    "HAKMEM_BIGCACHE",
+    "HAKMEM_ON_ERROR",
+    "HAKMEM_SECURE",
+    "HAKMEM_GUARD_SAMPLE",
+];
+
+/// The prefix of hakmem's variables.
+const PREFIX: &[u8] = b"HAKMEM_";
+
+/// The longest name [`edit_distance`] compares; longer names are compared on their first
+/// `MAX_NAME` bytes.
+const MAX_NAME: usize = 64;
+
+/// The Levenshtein distance between `a` and `b` (ASCII case ignored), on two rows of a fixed
+/// size on the stack: no allocation. Only the first 64 bytes (`MAX_NAME`) of each count.
+pub fn edit_distance(a: &[u8], b: &[u8]) -> usize {
+    let (a, b) = (&a[..a.len().min(MAX_NAME)], &b[..b.len().min(MAX_NAME)]);
+    let mut prev = [0u8; MAX_NAME + 1];
+    let mut cur = [0u8; MAX_NAME + 1];
+    for (j, d) in prev.iter_mut().enumerate().take(b.len() + 1) {
+        *d = j as u8;
+    }
+    for (i, &ca) in a.iter().enumerate() {
+        cur[0] = i as u8 + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitute = prev[j] + u8::from(!ca.eq_ignore_ascii_case(&cb));
+            cur[j + 1] = substitute.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        core::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()] as usize
+}
+
+/// The valid variable closest to `name` by [`edit_distance`] (the first of a tie).
+pub fn closest_variable(name: &[u8]) -> &'static str {
+    let mut best = (usize::MAX, VARIABLES[0]);
+    for v in VARIABLES {
+        let d = edit_distance(name, v.as_bytes());
+        if d < best.0 {
+            best = (d, v);
+        }
+    }
+    best.1
+}
+
+/// Warns once for each distinct `HAKMEM_*` name in `names` that is not one of [`VARIABLES`],
+/// through `warn` (the name, the closest valid one). `names` yields the environment's entries
+/// (`NAME=value` or a bare name); it is walked again for each entry, so nothing is stored.
+pub fn warn_unknown<'a, I>(names: impl Fn() -> I, warn: impl Fn(&[u8], &str))
+where
+    I: Iterator<Item = &'a [u8]>,
+{
+    let name_of = |entry: &'a [u8]| -> &'a [u8] {
+        let end = entry.iter().position(|&c| c == b'=').unwrap_or(entry.len());
+        &entry[..end]
+    };
+    for (i, entry) in names().enumerate() {
+        let name = name_of(entry);
+        if !name.starts_with(PREFIX) || VARIABLES.iter().any(|v| v.as_bytes() == name) {
+            continue;
+        }
+        // The same name twice in the environment: only its first occurrence warns.
+        if names().take(i).any(|e| name_of(e) == name) {
+            continue;
+        }
+        warn(name, closest_variable(name));
+    }
+}
+
+/// The entries of `environ` (`NAME=value`), read in place: no allocation.
+fn environ_entries() -> impl Iterator<Item = &'static [u8]> {
+    unsafe extern "C" {
+        static environ: *const *const libc::c_char;
+    }
+    // SAFETY: `environ` is the C library's array of NUL-terminated strings ending in a null
+    // pointer (or null itself); as with `getenv`, hakmem never changes it.
+    let mut p = unsafe { environ };
+    core::iter::from_fn(move || {
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: `p` points into the null-terminated array (see above).
+        let s = unsafe { *p };
+        if s.is_null() {
+            p = core::ptr::null();
+            return None;
+        }
+        // SAFETY: the next slot exists: this one was not the terminating null.
+        p = unsafe { p.add(1) };
+        // SAFETY: each entry is a NUL-terminated string living in the environment.
+        Some(unsafe { CStr::from_ptr(s) }.to_bytes())
+    })
+}
+
+/// Prints the one warning an unknown `HAKMEM_*` variable gets.
+pub fn warn_unknown_print(name: &[u8], closest: &str) {
+    let shown = core::str::from_utf8(&name[..name.len().min(MAX_NAME)]).unwrap_or("<not UTF-8>");
+    crate::diag::print(format_args!(
+        "unknown variable {shown} (did you mean {closest}?)"
+    ));
+}
+
 /// Reads an environment variable without allocating.
 fn getenv(name: &CStr) -> Option<&'static [u8]> {
     // SAFETY: getenv reads `environ` and returns a pointer into it (or null); it does not
@@ -307,14 +427,18 @@ fn getenv(name: &CStr) -> Option<&'static [u8]> {
     }
 }
 
-/// Prints the one warning a bad value gets.
-pub fn warn_bad(name: &CStr, value: &[u8], used: &str) {
+/// Prints the one warning a bad value gets: the variable, the value, the valid values or range
+/// (`valid`) and the value used instead.
+pub fn warn_bad(name: &CStr, value: &[u8], valid: &str, used: &str) {
     let shown = core::str::from_utf8(&value[..value.len().min(64)]).unwrap_or("<not UTF-8>");
     crate::diag::print(format_args!(
-        "warning: {}={shown:?} is not a valid value; using {used}",
+        "warning: {}={shown:?} is not a valid value (valid: {valid}); using {used}",
         name.to_str().unwrap_or("?")
     ));
 }
+
+/// The valid values of a boolean switch, as warnings show them.
+const VALID_BOOL: &str = "1/on/true/yes or 0/off/false/no";
 
 fn on_off(b: bool) -> &'static str {
     if b { "1" } else { "0" }
@@ -358,31 +482,53 @@ fn mode_name(m: Mode) -> &'static str {
 
 /// Reads the configuration from `lookup` (a variable name → its value): the mode first, then
 /// each override, with the mode's value as the default. A bad value gets one warning through
-/// `warn` (variable, value, the value used) and the default.
+/// `warn` (variable, value, the valid values or range, the value used) and the default.
 pub fn parse_with(
     lookup: impl Fn(&CStr) -> Option<&'static [u8]>,
-    warn: impl Fn(&CStr, &[u8], &str),
+    warn: impl Fn(&CStr, &[u8], &str, &str),
 ) -> Config {
+    /// One variable: its name, parser and valid values (as the warning shows them).
+    struct Var<T> {
+        name: &'static CStr,
+        parse: fn(&[u8]) -> Option<T>,
+        valid: &'static str,
+    }
     fn read<T>(
         lookup: &impl Fn(&CStr) -> Option<&'static [u8]>,
-        warn: &impl Fn(&CStr, &[u8], &str),
-        name: &CStr,
-        parse: fn(&[u8]) -> Option<T>,
+        warn: &impl Fn(&CStr, &[u8], &str, &str),
+        var: Var<T>,
         default: T,
         shown: &str,
     ) -> T {
-        match lookup(name) {
+        match lookup(var.name) {
             None => default,
-            Some(v) => parse(v).unwrap_or_else(|| {
-                warn(name, v, shown);
+            Some(v) => (var.parse)(v).unwrap_or_else(|| {
+                warn(var.name, v, var.valid, shown);
                 default
             }),
         }
     }
     let (l, w) = (&lookup, &warn);
-    let mode = read(l, w, c"HAKMEM_MODE", parse_mode, Mode::Balanced, "balanced");
+    let mode = read(
+        l,
+        w,
+        Var {
+            name: c"HAKMEM_MODE",
+            parse: parse_mode,
+            valid: "minimal, fast, balanced, learning, research",
+        },
+        Mode::Balanced,
+        "balanced",
+    );
     let d = Config::of_mode(mode);
-    let flag = |name: &CStr, default: bool| read(l, w, name, parse_bool, default, on_off(default));
+    let flag = |name: &'static CStr, default: bool| {
+        let var = Var {
+            name,
+            parse: parse_bool,
+            valid: VALID_BOOL,
+        };
+        read(l, w, var, default, on_off(default))
+    };
     Config {
         mode,
         tiny_pool: flag(c"HAKMEM_TINY_POOL", d.tiny_pool),
@@ -390,7 +536,17 @@ pub fn parse_with(
         l25: flag(c"HAKMEM_L25", d.l25),
         site_rules: flag(c"HAKMEM_SITE_RULES", d.site_rules),
         elo: flag(c"HAKMEM_ELO", d.elo),
-        evo: read(l, w, c"HAKMEM_EVO", parse_evo, d.evo, evo_name(d.evo)),
+        evo: read(
+            l,
+            w,
+            Var {
+                name: c"HAKMEM_EVO",
+                parse: parse_evo,
+                valid: "auto, learn, frozen, off",
+            },
+            d.evo,
+            evo_name(d.evo),
+        ),
         batch_madvise: flag(c"HAKMEM_BATCH_MADVISE", d.batch_madvise),
         elo_report: flag(c"HAKMEM_ELO_REPORT", d.elo_report),
         stats: flag(c"HAKMEM_STATS", d.stats),
@@ -398,37 +554,69 @@ pub fn parse_with(
         free_policy: read(
             l,
             w,
-            c"HAKMEM_FREE_POLICY",
-            parse_free_policy,
+            Var {
+                name: c"HAKMEM_FREE_POLICY",
+                parse: parse_free_policy,
+                valid: "adaptive, keep, free, dontneed",
+            },
             d.free_policy,
             free_policy_name(d.free_policy),
         ),
         purge_delay_ms: read(
             l,
             w,
-            c"HAKMEM_PURGE_DELAY_MS",
-            parse_ms,
+            Var {
+                name: c"HAKMEM_PURGE_DELAY_MS",
+                parse: parse_ms,
+                valid: "a whole number of milliseconds, 0 to 60000",
+            },
             d.purge_delay_ms,
             "100",
         ),
-        thp: read(l, w, c"HAKMEM_THP", parse_thp, d.thp, thp_name(d.thp)),
+        thp: read(
+            l,
+            w,
+            Var {
+                name: c"HAKMEM_THP",
+                parse: parse_thp,
+                valid: "auto, off, on",
+            },
+            d.thp,
+            thp_name(d.thp),
+        ),
         bigcache: flag(c"HAKMEM_BIGCACHE", d.bigcache),
         on_error: read(
             l,
             w,
-            c"HAKMEM_ON_ERROR",
-            parse_on_error,
+            Var {
+                name: c"HAKMEM_ON_ERROR",
+                parse: parse_on_error,
+                valid: "abort, warn",
+            },
             d.on_error,
             "abort",
         ),
         secure: flag(c"HAKMEM_SECURE", d.secure),
-        guard_sample: read(l, w, c"HAKMEM_GUARD_SAMPLE", parse_u32, d.guard_sample, "0"),
+        guard_sample: read(
+            l,
+            w,
+            Var {
+                name: c"HAKMEM_GUARD_SAMPLE",
+                parse: parse_u32,
+                valid: "0 (off) or a whole number 1 to 4294967295",
+            },
+            d.guard_sample,
+            "0",
+        ),
     }
 }
 
-/// Reads the configuration from the environment (each call re-reads; see [`get`]).
+/// Reads the configuration from the environment (each call re-reads and warns again; see
+/// [`get`]), warning also for each unknown `HAKMEM_*` variable.
 pub fn from_env() -> Config {
-    parse_with(getenv, warn_bad)
+    let c = parse_with(getenv, warn_bad);
+    warn_unknown(environ_entries, warn_unknown_print);
+    c
 }
 
 /// Prints the effective configuration (`HAKMEM_VERBOSE=1`): a `hakmem-config:` line and the
@@ -558,9 +746,9 @@ mod tests {
                 let name = name.to_str().unwrap();
                 owned.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
             },
-            |name, value, used| {
+            |name, value, valid, used| {
                 warnings.borrow_mut().push(std::format!(
-                    "{}={} -> {used}",
+                    "{}={} ({valid}) -> {used}",
                     name.to_str().unwrap(),
                     core::str::from_utf8(value).unwrap()
                 ))
@@ -610,31 +798,65 @@ mod tests {
 
     #[test]
     fn every_bad_value_warns_once_and_keeps_the_default() {
+        const B: &str = VALID_BOOL;
         let vars = [
-            ("HAKMEM_MODE", "turbo", "balanced"),
-            ("HAKMEM_TINY_POOL", "2", "1"),
-            ("HAKMEM_POOL", "yes please", "1"),
-            ("HAKMEM_L25", "", "1"),
-            ("HAKMEM_BIGCACHE", "maybe", "1"),
-            ("HAKMEM_SITE_RULES", "-1", "1"),
-            ("HAKMEM_ELO", "onn", "1"),
-            ("HAKMEM_EVO", "sometimes", "frozen"),
-            ("HAKMEM_BATCH_MADVISE", "x", "1"),
-            ("HAKMEM_ELO_REPORT", "10", "0"),
-            ("HAKMEM_STATS", "true!", "0"),
-            ("HAKMEM_VERBOSE", "loud", "0"),
-            ("HAKMEM_FREE_POLICY", "lazy", "adaptive"),
-            ("HAKMEM_PURGE_DELAY_MS", "1e3", "100"),
-            ("HAKMEM_THP", "always", "auto"),
-            ("HAKMEM_GUARD_SAMPLE", "1/100", "0"),
+            (
+                "HAKMEM_MODE",
+                "turbo",
+                "minimal, fast, balanced, learning, research",
+                "balanced",
+            ),
+            ("HAKMEM_TINY_POOL", "2", B, "1"),
+            ("HAKMEM_POOL", "yes please", B, "1"),
+            ("HAKMEM_L25", "", B, "1"),
+            ("HAKMEM_BIGCACHE", "maybe", B, "1"),
+            ("HAKMEM_SITE_RULES", "-1", B, "1"),
+            ("HAKMEM_ELO", "onn", B, "1"),
+            (
+                "HAKMEM_EVO",
+                "sometimes",
+                "auto, learn, frozen, off",
+                "frozen",
+            ),
+            ("HAKMEM_BATCH_MADVISE", "x", B, "1"),
+            ("HAKMEM_ELO_REPORT", "10", B, "0"),
+            ("HAKMEM_STATS", "true!", B, "0"),
+            ("HAKMEM_VERBOSE", "loud", B, "0"),
+            (
+                "HAKMEM_FREE_POLICY",
+                "lazy",
+                "adaptive, keep, free, dontneed",
+                "adaptive",
+            ),
+            (
+                "HAKMEM_PURGE_DELAY_MS",
+                "60001",
+                "a whole number of milliseconds, 0 to 60000",
+                "100",
+            ),
+            ("HAKMEM_THP", "always", "auto, off, on", "auto"),
+            ("HAKMEM_ON_ERROR", "ignore", "abort, warn", "abort"),
+            ("HAKMEM_SECURE", "2", B, "0"),
+            (
+                "HAKMEM_GUARD_SAMPLE",
+                "4294967296",
+                "0 (off) or a whole number 1 to 4294967295",
+                "0",
+            ),
         ];
-        for (name, bad, used) in vars {
+        // Every variable is covered.
+        assert_eq!(vars.len(), VARIABLES.len());
+        for (name, bad, valid, used) in vars {
             let (c, w) = parse_vars(&[(name, bad)]);
             assert_eq!(c, Config::DEFAULT, "{name}={bad:?} changed the config");
-            assert_eq!(w, [std::format!("{name}={bad} -> {used}")], "{name}");
+            assert_eq!(
+                w,
+                [std::format!("{name}={bad} ({valid}) -> {used}")],
+                "{name}"
+            );
         }
         // All at once: one warning each.
-        let all: std::vec::Vec<(&str, &str)> = vars.iter().map(|(n, b, _)| (*n, *b)).collect();
+        let all: std::vec::Vec<(&str, &str)> = vars.iter().map(|(n, b, ..)| (*n, *b)).collect();
         let (c, w) = parse_vars(&all);
         assert_eq!(c, Config::DEFAULT);
         assert_eq!(w.len(), vars.len());
@@ -660,5 +882,107 @@ mod tests {
         let (c, w) = parse_vars(&[("HAKMEM_GUARD_SAMPLE", "1000")]);
         assert!(w.is_empty());
         assert_eq!(c.guard_sample, 1000);
+    }
+
+    #[test]
+    fn variables_are_the_names_parse_reads() {
+        let asked = core::cell::RefCell::new(std::vec::Vec::new());
+        parse_with(
+            |name| {
+                asked
+                    .borrow_mut()
+                    .push(std::string::String::from(name.to_str().unwrap()));
+                None
+            },
+            |_, _, _, _| panic!("no value, no warning"),
+        );
+        let mut asked = asked.into_inner();
+        let mut known: std::vec::Vec<_> = VARIABLES
+            .iter()
+            .map(|v| std::string::String::from(*v))
+            .collect();
+        asked.sort();
+        known.sort();
+        assert_eq!(asked, known);
+    }
+
+    #[test]
+    fn edit_distances() {
+        assert_eq!(edit_distance(b"", b""), 0);
+        assert_eq!(edit_distance(b"abc", b""), 3);
+        assert_eq!(edit_distance(b"", b"abcd"), 4);
+        assert_eq!(edit_distance(b"kitten", b"sitting"), 3);
+        assert_eq!(edit_distance(b"HAKMEM_STAT", b"HAKMEM_STATS"), 1);
+        assert_eq!(edit_distance(b"hakmem_stats", b"HAKMEM_STATS"), 0);
+        assert_eq!(edit_distance(b"HAKMEM_TPH", b"HAKMEM_THP"), 2);
+        // Longer than MAX_NAME: the first MAX_NAME bytes count, nothing overflows.
+        let long = [b'A'; 300];
+        assert_eq!(edit_distance(&long, b"B"), MAX_NAME);
+        assert_eq!(edit_distance(&long, &long[..100]), 0);
+    }
+
+    #[test]
+    fn closest_names() {
+        for (typo, want) in [
+            ("HAKMEM_STAT", "HAKMEM_STATS"),
+            ("HAKMEM_STATSS", "HAKMEM_STATS"),
+            ("HAKMEM_stats", "HAKMEM_STATS"),
+            ("HAKMEM_MOD", "HAKMEM_MODE"),
+            ("HAKMEM_PURGE_DELAY", "HAKMEM_PURGE_DELAY_MS"),
+            ("HAKMEM_BIG_CACHE", "HAKMEM_BIGCACHE"),
+            ("HAKMEM_GUARD_SAMPLES", "HAKMEM_GUARD_SAMPLE"),
+            ("HAKMEM_ONERROR", "HAKMEM_ON_ERROR"),
+            ("HAKMEM_SECURITY", "HAKMEM_SECURE"),
+            ("HAKMEM_TINYPOOL", "HAKMEM_TINY_POOL"),
+            ("HAKMEM_ELO_REPROT", "HAKMEM_ELO_REPORT"),
+        ] {
+            assert_eq!(closest_variable(typo.as_bytes()), want, "{typo}");
+        }
+    }
+
+    /// Runs [`warn_unknown`] on `env` (entries `NAME=value`); returns the warnings.
+    fn unknown(env: &[&'static str]) -> std::vec::Vec<std::string::String> {
+        let warnings = core::cell::RefCell::new(std::vec::Vec::new());
+        warn_unknown(
+            || env.iter().map(|e| e.as_bytes()),
+            |name, closest| {
+                warnings.borrow_mut().push(std::format!(
+                    "{} -> {closest}",
+                    core::str::from_utf8(name).unwrap()
+                ))
+            },
+        );
+        warnings.into_inner()
+    }
+
+    #[test]
+    fn unknown_variables_warn_once_with_the_closest_name() {
+        // Known names, other programs' variables and names merely containing HAKMEM: silent.
+        let quiet: std::vec::Vec<&'static str> = VARIABLES
+            .iter()
+            .map(|v| &*std::boxed::Box::leak(std::format!("{v}=1").into_boxed_str()))
+            .chain([
+                "PATH=/bin",
+                "MY_HAKMEM_STATS=1",
+                "HAKMEM=1",
+                "hakmem_stats=1",
+                "LD_PRELOAD=x",
+            ])
+            .collect();
+        assert!(unknown(&quiet).is_empty(), "{:?}", unknown(&quiet));
+        assert_eq!(
+            unknown(&[
+                "PATH=/bin",
+                "HAKMEM_STAT=1",
+                "HAKMEM_STATS=1",
+                "HAKMEM_MOD=fast"
+            ]),
+            ["HAKMEM_STAT -> HAKMEM_STATS", "HAKMEM_MOD -> HAKMEM_MODE"]
+        );
+        // A name twice in the environment, with or without a value: one warning.
+        assert_eq!(
+            unknown(&["HAKMEM_TPH=on", "HAKMEM_TPH=off", "HAKMEM_TPH", "HAKMEM_="]),
+            ["HAKMEM_TPH -> HAKMEM_THP", "HAKMEM_ -> HAKMEM_L25"]
+        );
     }
 }
