@@ -8,6 +8,10 @@
 //!   and jemalloc), on the workload matrix and on real programs (`--apps` for those alone).
 //! - `cargo xtask fuzz`: the shadow-model fuzzer under `LD_PRELOAD` in every mode.
 
+// The `///` comments on the command-line options are clap's help text, written for a terminal
+// (`hakmem[MODE]`, `<target>/bench`), not rustdoc markup.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+
 mod apps;
 mod bench;
 mod chart;

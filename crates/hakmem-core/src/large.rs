@@ -1,6 +1,6 @@
 //! The large path: one direct, chunk-aligned mapping per block above the run limit.
 //!
-//! Layout: `[base .. p - PAGE)` unused (only when `align > PAGE`), the [`Header`] page at
+//! Layout: `[base .. p - PAGE)` unused (only when `align > PAGE`), the `Header` page at
 //! `p - PAGE`, then the block at `p`, up to the end of the reservation, which is rounded up to
 //! whole chunks (address space only: untouched pages cost no memory). So a block can grow in
 //! place up to its chunk end for free, and further with `mremap`, which moves pages without

@@ -4,7 +4,7 @@
 //! resident) and alignments beyond what the slab tiers give (128 bytes). One lock, a first-fit
 //! bitmap search: freed pages of any run length are reused by the next request of any size.
 //!
-//! Segment layout: page 0 holds the [`RunSegment`] header (bitmaps of used and of dirty pages,
+//! Segment layout: page 0 holds the `RunSegment` header (bitmaps of used and of dirty pages,
 //! run length at each run's head page); pages 1..1024 are handed out. `free` finds the header by
 //! masking the address and the run length by the page index: O(1), no search.
 //!

@@ -41,7 +41,7 @@ const STRIPES: usize = 16;
 struct Stripe(AtomicU64);
 
 /// A counter that threads add to often (a slab tier's, bumped at every refill and collection):
-/// each thread adds to one of [`STRIPES`] cache lines chosen by its thread pointer, so two
+/// each thread adds to one of `STRIPES` cache lines chosen by its thread pointer, so two
 /// threads on two cores rarely write the same line (one shared line cost a cross-core miss per
 /// add, the whole refill or collection waiting on it).
 pub struct Striped([Stripe; STRIPES]);
