@@ -6,6 +6,19 @@
 //! - the functions of this crate ([`malloc`], [`free`], [`realloc`], …) for direct use;
 //! - `libhakmem.so` (crate `hakmem-ffi`), the C ABI, for `LD_PRELOAD`.
 //!
+//! The package is `hakmem-alloc` (`cargo add hakmem-alloc`); its library is imported as
+//! `hakmem`:
+//!
+//! ```no_run
+//! #[global_allocator]
+//! static A: hakmem::HakMem = hakmem::HakMem;
+//!
+//! fn main() {
+//!     let v: Vec<u64> = (0..1000).collect();
+//!     assert_eq!(v.len(), 1000);
+//! }
+//! ```
+//!
 //! | sizes | tier |
 //! |---|---|
 //! | 0..=1 KiB | Tiny (`hakmem-tiny`): per-thread 64 KiB slabs |
