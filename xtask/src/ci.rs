@@ -34,7 +34,7 @@ const SYSTEM_TOOLS: [(&str, &str); 1] = [("valgrind", "valgrind")];
 
 /// `cargo xtask test`: the CI sequence; stops at the first failing step.
 pub fn test(no_lint: bool) -> Result<()> {
-    let total = if no_lint { 5 } else { 7 };
+    let total = if no_lint { 7 } else { 9 };
     let mut n = 0;
     let mut step = |name: &str| {
         n += 1;
@@ -75,6 +75,12 @@ pub fn test(no_lint: bool) -> Result<()> {
         ]))?;
     }
 
+    step("cargo doc --no-deps --workspace (RUSTDOCFLAGS=\"-D warnings\")");
+    run_status(cargo(DOC).env("RUSTDOCFLAGS", "-D warnings"))?;
+
+    step("cargo publish --dry-run --workspace (packaging check, uploads nothing)");
+    run_status(&mut cargo(&PUBLISH_DRY_RUN))?;
+
     step("cargo build --release -p hakmem-ffi -p hakmem-bench");
     bench::build_release()?;
 
@@ -102,6 +108,15 @@ pub fn test(no_lint: bool) -> Result<()> {
     println!("\nxtask test: all {total} steps passed");
     Ok(())
 }
+
+/// The documentation build: every crate's docs, no rustdoc warning allowed (`RUSTDOCFLAGS`).
+const DOC: &[&str] = &["doc", "--no-deps", "--workspace"];
+
+/// Packages every published crate and builds each package on its own, siblings resolved from
+/// the packages just made (cargo's workspace publishing), without uploading: `--dry-run` stops
+/// before the upload. `--allow-dirty`: a local run checks the working tree as it is. Needs the
+/// crates.io index for the external dependencies.
+const PUBLISH_DRY_RUN: [&str; 4] = ["publish", "--dry-run", "--workspace", "--allow-dirty"];
 
 /// Checks the smoke record: every workload has a glibc and a hakmem row with a value,
 /// and every hakmem row proved hakmem served.
@@ -177,6 +192,13 @@ pub fn loom(extra: &[String]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_publish_step_never_uploads() {
+        assert_eq!(PUBLISH_DRY_RUN[0], "publish");
+        assert!(PUBLISH_DRY_RUN.contains(&"--dry-run"));
+        assert!(DOC.contains(&"--workspace") && DOC.contains(&"--no-deps"));
+    }
 
     #[test]
     fn smoke_verification() {
