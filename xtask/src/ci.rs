@@ -30,11 +30,17 @@ pub fn build() -> Result<()> {
 }
 
 /// System tools the tests use, as (program, Debian package).
-const SYSTEM_TOOLS: [(&str, &str); 1] = [("valgrind", "valgrind")];
+const SYSTEM_TOOLS: [(&str, &str); 5] = [
+    ("valgrind", "valgrind"),
+    ("g++", "g++"),
+    ("pkg-config", "pkg-config"),
+    ("objcopy", "binutils"),
+    ("readelf", "binutils"),
+];
 
 /// `cargo xtask test`: the CI sequence; stops at the first failing step.
 pub fn test(no_lint: bool) -> Result<()> {
-    let total = if no_lint { 7 } else { 9 };
+    let total = if no_lint { 8 } else { 10 };
     let mut n = 0;
     let mut step = |name: &str| {
         n += 1;
@@ -86,6 +92,9 @@ pub fn test(no_lint: bool) -> Result<()> {
 
     step("cargo test --workspace --release");
     run_status(&mut cargo(&["test", "--workspace", "--release"]))?;
+
+    step("install into a temporary prefix; C and C++ programs built with pkg-config");
+    crate::install::smoke().context("install smoke failed")?;
 
     step("loom models (cargo xtask loom)");
     loom(&[])?;

@@ -7,6 +7,8 @@
 //!   snmalloc built from their crates in `benches/peers`, tcmalloc and Debian's older mimalloc
 //!   and jemalloc), on the workload matrix and on real programs (`--apps` for those alone).
 //! - `cargo xtask fuzz`: the shadow-model fuzzer under `LD_PRELOAD` in every mode.
+//! - `cargo xtask install [--prefix DIR | --check]`: libhakmem.so/.a, `hakmem.h` and `hakmem.pc` for C
+//!   and C++ programs.
 
 // The `///` comments on the command-line options are clap's help text, written for a terminal
 // (`hakmem[MODE]`, `<target>/bench`), not rustdoc markup.
@@ -18,6 +20,7 @@ mod chart;
 mod ci;
 mod config;
 mod fuzz;
+mod install;
 mod model;
 mod parse;
 mod peers;
@@ -60,6 +63,9 @@ enum Cmd {
     Bench(bench::BenchOpts),
     /// Fuzz libhakmem.so against a shadow model for N seconds in every mode (or one).
     Fuzz(fuzz::FuzzOpts),
+    /// Release build, then install libhakmem.so.0.1.0 (+ symlinks, split debug info),
+    /// libhakmem.a, include/hakmem.h and lib/pkgconfig/hakmem.pc under a prefix.
+    Install(install::InstallOpts),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +76,7 @@ fn main() -> ExitCode {
         Cmd::Loom { extra } => ci::loom(&extra),
         Cmd::Bench(opts) => bench::bench(&opts).map(|_| ()),
         Cmd::Fuzz(opts) => fuzz::fuzz(&opts),
+        Cmd::Install(opts) => install::run(&opts),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

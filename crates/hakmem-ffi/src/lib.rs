@@ -5,7 +5,7 @@
 //! aligned_alloc memalign valloc pvalloc malloc_usable_size free_sized free_aligned_sized
 //! malloc_trim`, the
 //! `__libc_*` aliases glibc-internal callers use, and hakmem's own `hakmem_stats_format`,
-//! `hakmem_owns` and `hakmem_guarded_malloc`.
+//! `hakmem_owns` and `hakmem_guarded_malloc`; [`cxx`] adds C++'s `operator new`/`delete`.
 //!
 //! Invariants: no function here allocates through Rust's global allocator (which in this library
 //! is the system one, i.e. these very functions), panics (`panic = "abort"` in release), or does
@@ -232,6 +232,8 @@ pub extern "C" fn hakmem_owns(p: *const c_void) -> c_int {
 pub extern "C" fn hakmem_guarded_malloc(size: usize) -> *mut c_void {
     checked(hakmem_core::guard::alloc(size))
 }
+
+pub mod cxx;
 
 mod lifecycle {
     //! Load-time and exit-time hooks, without allocation of their own.

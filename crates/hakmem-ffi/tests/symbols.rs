@@ -1,5 +1,5 @@
 //! `nm -D --defined-only libhakmem.so` exports the whole malloc family, the
-//! glibc-internal aliases and hakmem's own entry points.
+//! glibc-internal aliases, hakmem's own entry points and C++'s operator new/delete.
 
 mod common;
 use common::*;
@@ -26,6 +26,27 @@ const SYMBOLS: &[&str] = &[
     "hakmem_stats_format",
     "hakmem_owns",
     "hakmem_guarded_malloc",
+    // C++ operator new/delete, every replaceable global form (src/cxx.rs).
+    "_Znwm",
+    "_Znam",
+    "_ZnwmRKSt9nothrow_t",
+    "_ZnamRKSt9nothrow_t",
+    "_ZnwmSt11align_val_t",
+    "_ZnamSt11align_val_t",
+    "_ZnwmSt11align_val_tRKSt9nothrow_t",
+    "_ZnamSt11align_val_tRKSt9nothrow_t",
+    "_ZdlPv",
+    "_ZdaPv",
+    "_ZdlPvm",
+    "_ZdaPvm",
+    "_ZdlPvRKSt9nothrow_t",
+    "_ZdaPvRKSt9nothrow_t",
+    "_ZdlPvSt11align_val_t",
+    "_ZdaPvSt11align_val_t",
+    "_ZdlPvSt11align_val_tRKSt9nothrow_t",
+    "_ZdaPvSt11align_val_tRKSt9nothrow_t",
+    "_ZdlPvmSt11align_val_t",
+    "_ZdaPvmSt11align_val_t",
 ];
 
 #[test]
