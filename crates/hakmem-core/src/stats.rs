@@ -138,6 +138,7 @@ pub static LARGE_BYTES: Counter = Counter::new();
 static PURGED: [Counter; 8] = [const { Counter::new() }; 8];
 
 /// Counts `len` bytes purged at `p` in [`OS_PURGED`] and in its tier's share.
+#[cfg(not(loom))]
 pub fn add_purged(p: *const u8, len: usize) {
     OS_PURGED.add(len as u64);
     PURGED[crate::map::tag_of(p) as usize & 7].add(len as u64);
