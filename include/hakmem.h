@@ -30,7 +30,8 @@
  * failing throwing new prints one line and aborts; a failing nothrow new returns NULL.
  *
  * The functions declared here are thread-safe, async-signal-unsafe like malloc, and never
- * throw; hakmem_owns and hakmem_stats_format allocate nothing and take no lock.
+ * throw; hakmem_owns and hakmem_stats_format allocate nothing and take no lock
+ * (hakmem_stats_json and hakmem_purge take hakmem's own locks, never libc's).
  */
 #ifndef HAKMEM_H
 #define HAKMEM_H
@@ -81,6 +82,36 @@ size_t hakmem_stats_format(char *buf, size_t cap) HAKMEM_NOEXCEPT;
  * Returns NULL with errno = ENOMEM for any other size or when all 256 guarded blocks are live.
  */
 void *hakmem_guarded_malloc(size_t size) HAKMEM_NOEXCEPT;
+
+/*
+ * Writes hakmem's statistics as one JSON object (the numbers HAKMEM_STATS=json prints at exit:
+ * pid, bytes in use, resident, mapped, peak mapped, and per tier the bytes and blocks in use,
+ * slabs, remote frees and purged bytes; keys documented in the hakmem_core::report docs) into
+ * `buf`: at most `cap` bytes including a terminating NUL, cut to fit. Returns the length of
+ * the whole object without the NUL, like snprintf. `buf` may be NULL when `cap` is 0.
+ */
+size_t hakmem_stats_json(char *buf, size_t cap) HAKMEM_NOEXCEPT;
+
+/*
+ * Reads the run-time option `name` into `*value`: "purge_delay_ms" (0..60000), "bigcache_budget"
+ * (bytes) or "thp" (0 off, 1 auto, 2 on). Returns 0, or ENOENT for an unknown (or NULL) name,
+ * EINVAL for a NULL `value`.
+ */
+int hakmem_option_get(const char *name, long *value) HAKMEM_NOEXCEPT;
+
+/*
+ * Sets the run-time option `name` (see hakmem_option_get) to `value`. Returns 0, ENOENT for an
+ * unknown name, or EINVAL for a value out of the option's range (nothing changes then). The
+ * purge delay applies from the next purge pass, the BigCache budget at once (a lower one evicts
+ * down to it), THP to memory mapped afterwards.
+ */
+int hakmem_option_set(const char *name, long value) HAKMEM_NOEXCEPT;
+
+/*
+ * Gives every free slab, free page run and cached mapping back to the OS now, whatever the
+ * purge delay (what malloc_trim does).
+ */
+void hakmem_purge(void) HAKMEM_NOEXCEPT;
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -20,7 +20,8 @@
 //! | `HAKMEM_EVO` | off | off | frozen | auto | auto |
 //! | `HAKMEM_VERBOSE` | 0 | 0 | 0 | 0 | 1 |
 //!
-//! Other variables: `HAKMEM_STATS` (`0`/`1`: counters at exit), `HAKMEM_PURGE_DELAY_MS`
+//! Other variables: `HAKMEM_STATS` (`0`/`1`/`json`: the report at exit; `HAKMEM_STATS_FILE`:
+//! where, see [`crate::report`]), `HAKMEM_PURGE_DELAY_MS`
 //! (`100`, 0..=60000), `HAKMEM_ELO_REPORT` (`0`/`1`: the learning leaderboard at exit),
 //! `HAKMEM_ON_ERROR` (`abort`/`warn`: what a detected heap misuse does after its report),
 //! `HAKMEM_SECURE` (`0`/`1`: the hardened mode),
@@ -68,6 +69,31 @@ pub enum OnError {
     Abort,
     /// Leave the block alone and continue.
     Warn,
+}
+
+/// `HAKMEM_STATS`: the report at exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatsReport {
+    /// None (`0`, the default).
+    Off,
+    /// A table in human units, then the `hakmem-stats:` counters line (`1`).
+    Table,
+    /// One JSON object (`json`).
+    Json,
+}
+
+/// Parses an `HAKMEM_STATS` value: a boolean switch, or `json`.
+pub fn parse_stats(value: &[u8]) -> Option<StatsReport> {
+    if value.eq_ignore_ascii_case(b"json") {
+        return Some(StatsReport::Json);
+    }
+    parse_bool(value).map(|on| {
+        if on {
+            StatsReport::Table
+        } else {
+            StatsReport::Off
+        }
+    })
 }
 
 /// `HAKMEM_MODE`: the defaults of every feature.
@@ -120,8 +146,8 @@ pub struct Config {
     pub batch_madvise: bool,
     /// `HAKMEM_ELO_REPORT`: print the learning leaderboard and lifecycle at exit.
     pub elo_report: bool,
-    /// `HAKMEM_STATS=1`: print the counters line on stderr at exit.
-    pub stats: bool,
+    /// `HAKMEM_STATS`: the report at exit (`crate::report`).
+    pub stats: StatsReport,
     /// `HAKMEM_VERBOSE=1`: print the effective configuration at start.
     pub verbose: bool,
     /// `HAKMEM_FREE_POLICY`.
@@ -166,7 +192,7 @@ impl Config {
             },
             batch_madvise: full,
             elo_report: false,
-            stats: false,
+            stats: StatsReport::Off,
             verbose: matches!(mode, Mode::Research),
             free_policy: FreePolicy::Adaptive,
             purge_delay_ms: 100,
@@ -549,7 +575,7 @@ pub fn parse_with(
         ),
         batch_madvise: flag(c"HAKMEM_BATCH_MADVISE", d.batch_madvise),
         elo_report: flag(c"HAKMEM_ELO_REPORT", d.elo_report),
-        stats: flag(c"HAKMEM_STATS", d.stats),
+        stats: read(l, w, c"HAKMEM_STATS", parse_stats, d.stats, "0"),
         verbose: flag(c"HAKMEM_VERBOSE", d.verbose),
         free_policy: read(
             l,
@@ -631,7 +657,11 @@ pub fn print(c: &Config) {
         c.purge_delay_ms,
         thp_name(c.thp),
         evo_name(c.evo),
-        on_off(c.stats),
+        match c.stats {
+            StatsReport::Off => "0",
+            StatsReport::Table => "1",
+            StatsReport::Json => "json",
+        },
         on_off(c.elo_report),
         if c.on_error == OnError::Abort {
             "abort"
@@ -710,10 +740,10 @@ pub fn get() -> Config {
         state = READ;
     }
     if state != READ {
-        return Config::DEFAULT;
+        return crate::tunables::apply(Config::DEFAULT);
     }
     // SAFETY: READ was published with Release after the single write (see `Slot`).
-    unsafe { *CONFIG.0.get() }
+    crate::tunables::apply(unsafe { *CONFIG.0.get() })
 }
 
 #[cfg(test)]
@@ -868,6 +898,10 @@ mod tests {
         assert_eq!(parse_free_policy(b"dontneed"), Some(FreePolicy::DontNeed));
         assert_eq!(parse_free_policy(b"lazy"), None);
         assert_eq!(parse_thp(b"ON"), Some(Thp::On));
+        assert_eq!(parse_stats(b"JSON"), Some(StatsReport::Json));
+        assert_eq!(parse_stats(b"1"), Some(StatsReport::Table));
+        assert_eq!(parse_stats(b"off"), Some(StatsReport::Off));
+        assert_eq!(parse_stats(b"yaml"), None);
         assert_eq!(parse_thp(b"always"), None);
         assert_eq!(parse_ms(b"0"), Some(0));
         assert_eq!(parse_ms(b"60000"), Some(60_000));

@@ -2,7 +2,9 @@
 //!
 //! Role: obtains memory from the OS in chunk-aligned segments ([`segment`], [`os`]), records
 //! which tier owns each 4 MiB chunk in the address → owner map ([`map`]), defines the Tiny size
-//! classes ([`class`]), reads the configuration ([`config`]), keeps the counters ([`stats`]),
+//! classes ([`class`]), reads the configuration ([`config`], changed at run time through
+//! [`tunables`]), keeps the counters ([`stats`], with a [`census`] of the slab tiers and the
+//! exit report in [`report`]),
 //! gives freed memory back by policy ([`purge`]), and serves what the slab tiers do not: direct
 //! mappings above 1 MiB ([`large`], with an optional [`large::MappingCache`] in front) and page
 //! runs for over-aligned requests up to 1 MiB ([`run`]); sampled blocks go to guard pages that
@@ -25,6 +27,8 @@
 #[cfg(test)]
 extern crate std;
 
+#[cfg(not(loom))]
+pub mod census;
 pub mod class;
 pub mod config;
 pub mod diag;
@@ -38,6 +42,8 @@ pub mod policy;
 #[cfg(not(loom))]
 pub mod purge;
 #[cfg(not(loom))]
+pub mod report;
+#[cfg(not(loom))]
 pub mod run;
 #[cfg(not(loom))]
 pub mod segment;
@@ -46,3 +52,4 @@ pub mod stats;
 pub mod sync;
 #[cfg(not(loom))]
 pub mod tier;
+pub mod tunables;

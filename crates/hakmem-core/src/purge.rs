@@ -88,7 +88,7 @@ pub unsafe fn apply(advice: Advice, p: *mut u8, len: usize, stage: Stage) -> Sta
     // SAFETY: the caller owns the dead range.
     let rc = os::keep_errno(|| unsafe { libc::madvise(p.cast(), len, how) });
     if rc == 0 {
-        crate::stats::OS_PURGED.add(len as u64);
+        crate::stats::add_purged(p, len);
     }
     match (rc, advice) {
         (0, Advice::Free) => Stage::Warm,

@@ -345,6 +345,18 @@ pub unsafe fn free(p: *mut u8) {
     os::keep_errno(|| crate::purge::tick(false));
 }
 
+/// Bytes of live runs now (their pages), counted over the segments under the lock.
+pub fn in_use_bytes() -> u64 {
+    let segs = SEGMENTS.lock();
+    let (mut seg, mut pages) = (segs.head, 0usize);
+    // SAFETY: every segment on the list is live; the lock serialises the headers.
+    while let Some(s) = unsafe { seg.as_ref() } {
+        pages += PAGES - 1 - s.free_pages;
+        seg = s.next;
+    }
+    (pages * PAGE) as u64
+}
+
 /// A purge pass over the run segments: dirty pages freed at least a purge delay ago (all of
 /// them when `force`) go back to the OS, and segments empty for that long are unmapped (one is
 /// kept unless `force`). Called by [`crate::purge::tick`] and [`crate::purge::trim`].

@@ -61,6 +61,7 @@ impl PageSource for OsPages {
         if !p.is_null() {
             advise_thp(p, size, tag);
             map::MAP.set(p as usize, size, tag);
+            stats::note_reserved(p, size);
             stats::OS_MAPPED.add(size as u64);
             stats::OS_PEAK.raise_to(stats::OS_MAPPED.get());
             stats::OS_SEGMENTS.add(1);
@@ -79,7 +80,7 @@ impl PageSource for OsPages {
     }
 
     unsafe fn purge(&self, p: *mut u8, size: usize) {
-        stats::OS_PURGED.add(size as u64);
+        stats::add_purged(p, size);
         // SAFETY: forwarded contract.
         unsafe { os::purge(p, size) };
     }

@@ -3,7 +3,7 @@
 
 // Plain std atomics: statistics are not a structure the loom models check.
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// One counter.
 pub struct Counter(AtomicU64);
@@ -21,6 +21,15 @@ impl Counter {
     #[inline]
     pub fn sub(&self, n: u64) {
         self.0.fetch_sub(n, Ordering::Relaxed);
+    }
+    /// Subtracts `n`, stopping at 0 (for a count a misuse could drive below 0).
+    #[inline]
+    pub fn sub_saturating(&self, n: u64) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(n))
+            });
     }
     /// Raises the value to `v` if it is below (a high-water mark).
     #[inline]
@@ -90,8 +99,10 @@ impl TierCounters {
 
 /// The Tiny tier's counters.
 pub static TINY: TierCounters = TierCounters::new();
-/// The pools' counters (L2 and L2.5 together).
+/// The L2 pool's counters.
 pub static POOL: TierCounters = TierCounters::new();
+/// The L2.5 pool's counters (`pool_*` in [`Stats`] and the stats line sum both pools).
+pub static L25: TierCounters = TierCounters::new();
 /// Page-run allocations (sizes above Tiny up to the run limit).
 pub static RUN_ALLOCS: Counter = Counter::new();
 /// Page-run frees.
@@ -119,6 +130,58 @@ pub static FAULTS: Counter = Counter::new();
 pub static RECLAIMS: Counter = Counter::new();
 /// Guarded blocks handed out ([`crate::guard`]).
 pub static GUARD_ALLOCS: Counter = Counter::new();
+/// Bytes of direct mappings in use (kept by the facade, which sees every allocation, resize
+/// and free of them).
+pub static LARGE_BYTES: Counter = Counter::new();
+
+/// Bytes purged, by the owner-map tag of the memory (index: `map::Tag`; 0: not tagged).
+static PURGED: [Counter; 8] = [const { Counter::new() }; 8];
+
+/// Counts `len` bytes purged at `p` in [`OS_PURGED`] and in its tier's share.
+#[cfg(not(loom))]
+pub fn add_purged(p: *const u8, len: usize) {
+    OS_PURGED.add(len as u64);
+    PURGED[crate::map::tag_of(p) as usize & 7].add(len as u64);
+}
+
+/// Bytes purged so far from memory tagged `tag`.
+pub fn purged(tag: crate::map::Tag) -> u64 {
+    PURGED[tag as usize & 7].get()
+}
+
+/// The lowest and highest chunk index ever reserved (`CHUNK_LO > CHUNK_HI`: none yet), so a
+/// census walks the owner map over hakmem's few gigabytes of addresses, not all of it.
+static CHUNK_LO: AtomicUsize = AtomicUsize::new(usize::MAX);
+static CHUNK_HI: AtomicUsize = AtomicUsize::new(0);
+
+/// Records a reservation of `len` bytes at `base` (every slab segment comes through here).
+pub fn note_reserved(base: *const u8, len: usize) {
+    let first = base as usize >> crate::map::CHUNK_SHIFT;
+    let last = (base as usize + len.max(1) - 1) >> crate::map::CHUNK_SHIFT;
+    CHUNK_LO.fetch_min(first, Ordering::Relaxed);
+    CHUNK_HI.fetch_max(last, Ordering::Relaxed);
+}
+
+/// The chunk indexes to walk for a census: every chunk ever reserved lies in it.
+pub fn chunk_range() -> core::ops::RangeInclusive<usize> {
+    CHUNK_LO.load(Ordering::Relaxed)..=CHUNK_HI.load(Ordering::Relaxed)
+}
+
+/// The state of one slab tier now: what its slabs hold (a census at the time of the call) and
+/// its cumulative counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TierStats {
+    /// Blocks allocated and not freed.
+    pub blocks: u64,
+    /// Bytes of those blocks (by their size class).
+    pub bytes: u64,
+    /// Slabs formatted for a size class now (held by threads, cached, or abandoned).
+    pub slabs: u64,
+    /// Blocks freed by another thread than the owner, as collected so far (cumulative).
+    pub remote_frees: u64,
+    /// Bytes of the tier's memory given back to the OS so far (cumulative).
+    pub purged: u64,
+}
 
 /// A copy of every counter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -161,17 +224,48 @@ pub struct Stats {
     pub reclaims: u64,
     /// See [`GUARD_ALLOCS`].
     pub guard_allocs: u64,
+    /// The process id.
+    pub pid: u64,
+    /// Bytes allocated and not freed, all tiers: what the program holds (block sizes by
+    /// class, so at least what it asked for).
+    pub in_use: u64,
+    /// The process's resident set (`/proc/self/statm`), bytes; 0 when unreadable.
+    pub resident: u64,
+    /// The Tiny tier (≤ 1 KiB).
+    pub tiny: TierStats,
+    /// The L2 pool (up to 32 KiB).
+    pub l2: TierStats,
+    /// The L2.5 pool (up to 1 MiB).
+    pub l25: TierStats,
+    /// Bytes of page runs in use.
+    pub run_bytes: u64,
+    /// Bytes of page-run memory given back to the OS so far.
+    pub run_purged: u64,
+    /// Bytes of direct mappings in use ([`LARGE_BYTES`]).
+    pub large_bytes: u64,
+    /// Bytes of direct-mapping memory given back to the OS while mapped so far.
+    pub large_purged: u64,
+    /// Bytes of freed direct mappings the BigCache holds for reuse.
+    pub cache_bytes: u64,
 }
 
-/// Reads every counter.
+/// Reads every counter: the cumulative ones and the tiers' remote-free and purge counts; the
+/// figures of a census (blocks, bytes and slabs in use, resident, cached) are left 0, for the
+/// facade to fill in (`hakmem::stats`).
 pub fn snapshot() -> Stats {
+    use crate::map::{TAG_L2, TAG_L25, TAG_LARGE, TAG_RUN, TAG_TINY};
+    let tier = |c: &TierCounters, tag| TierStats {
+        remote_frees: c.remote.get(),
+        purged: purged(tag),
+        ..TierStats::default()
+    };
     Stats {
         tiny_carved: TINY.carved.get(),
         tiny_slabs: TINY.slabs.get(),
         tiny_remote: TINY.remote.get(),
-        pool_carved: POOL.carved.get(),
-        pool_slabs: POOL.slabs.get(),
-        pool_remote: POOL.remote.get(),
+        pool_carved: POOL.carved.get() + L25.carved.get(),
+        pool_slabs: POOL.slabs.get() + L25.slabs.get(),
+        pool_remote: POOL.remote.get() + L25.remote.get(),
         run_allocs: RUN_ALLOCS.get(),
         run_frees: RUN_FREES.get(),
         large_allocs: LARGE_ALLOCS.get(),
@@ -185,6 +279,17 @@ pub fn snapshot() -> Stats {
         faults: FAULTS.get(),
         reclaims: RECLAIMS.get(),
         guard_allocs: GUARD_ALLOCS.get(),
+        pid: 0,
+        in_use: 0,
+        resident: 0,
+        tiny: tier(&TINY, TAG_TINY),
+        l2: tier(&POOL, TAG_L2),
+        l25: tier(&L25, TAG_L25),
+        run_bytes: 0,
+        run_purged: purged(TAG_RUN),
+        large_bytes: LARGE_BYTES.get(),
+        large_purged: purged(TAG_LARGE),
+        cache_bytes: 0,
     }
 }
 

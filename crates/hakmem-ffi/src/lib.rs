@@ -5,7 +5,24 @@
 //! aligned_alloc memalign valloc pvalloc malloc_usable_size free_sized free_aligned_sized
 //! malloc_trim`, the
 //! `__libc_*` aliases glibc-internal callers use, and hakmem's own `hakmem_stats_format`,
-//! `hakmem_owns` and `hakmem_guarded_malloc`; [`cxx`] adds C++'s `operator new`/`delete`.
+//! `hakmem_owns` and `hakmem_guarded_malloc`; [`cxx`] adds C++'s `operator new`/`delete`; the query and control functions
+//! `hakmem_stats_json`, `hakmem_option_get`, `hakmem_option_set` and `hakmem_purge` (module
+//! `control`):
+//!
+//! ```c
+//! size_t hakmem_stats_json(char *buf, size_t cap);   // like snprintf: the length needed
+//! int hakmem_option_get(const char *name, long *value); // 0, or ENOENT / EINVAL
+//! int hakmem_option_set(const char *name, long value);  // 0, or ENOENT / EINVAL
+//! void hakmem_purge(void);                           // give free memory back now
+//! ```
+//!
+//! `HAKMEM_STATS=1` prints a table at exit (pid, in use, resident, mapped, peak mapped, and
+//! per tier: bytes and blocks in use, slabs, remote frees, purged bytes), then the
+//! `hakmem-stats:` counters line; `HAKMEM_STATS=json` one JSON object with the same numbers
+//! (`hakmem_stats_json`'s); `HAKMEM_STATS_FILE=path` appends it to that file instead of
+//! stderr. It reaches stderr even when the program closed fd 2 before exiting. The table and
+//! the JSON keys: `hakmem_core::report`; the options (`purge_delay_ms`, `bigcache_budget`,
+//! `thp`) and when a change takes effect: `hakmem::Tunable`.
 //!
 //! Invariants: no function here allocates through Rust's global allocator (which in this library
 //! is the system one, i.e. these very functions), panics (`panic = "abort"` in release), or does
@@ -13,7 +30,7 @@
 //! (`posix_memalign`, which returns its error, also leaves errno = ENOMEM after a failure, as
 //! glibc does). A constructor registers `fork` handlers that hold every hakmem lock across the
 //! `fork` of a multi-threaded process (after glibc's `FILE`-list lock, in glibc's order) and
-//! none in a single-threaded one, and a destructor prints the counters when `HAKMEM_STATS=1`.
+//! none in a single-threaded one; the facade's destructor prints the `HAKMEM_STATS` report.
 #![allow(clippy::missing_safety_doc)] // each export's contract is the C standard's
 
 use core::ffi::{c_char, c_int, c_void};
@@ -234,11 +251,12 @@ pub extern "C" fn hakmem_guarded_malloc(size: usize) -> *mut c_void {
 }
 
 pub mod cxx;
+mod control;
 
 mod lifecycle {
     //! Load-time and exit-time hooks, without allocation of their own.
     use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
-    use hakmem_core::{config, stats};
+    use hakmem_core::config;
 
     /// In lock order: the learner first (it takes the policy's writer lock inside, and no
     /// thread takes it while holding a tier's lock).
@@ -363,11 +381,9 @@ mod lifecycle {
         };
     }
 
+    /// The learning report; the `HAKMEM_STATS` report is the facade's own destructor's.
     extern "C" fn on_unload() {
         let cfg = config::get();
-        if cfg.stats {
-            stats::print();
-        }
         if cfg.elo_report {
             hakmem::learn::report();
         }

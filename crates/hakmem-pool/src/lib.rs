@@ -131,7 +131,7 @@ mod api {
             &L25_POOL
         }
         fn counters() -> &'static TierCounters {
-            &stats::POOL
+            &stats::L25
         }
     }
 
@@ -244,6 +244,15 @@ mod api {
     /// The locks `fork` must hold.
     pub fn fork_locks() -> [&'static RawLock; 2] {
         [L2_POOL.lock(), L25_POOL.lock()]
+    }
+
+    /// What the L2 and the L2.5 pools' slabs hold now (`hakmem_core::census`); `None` for a
+    /// pool whose lock stayed taken.
+    pub fn census() -> [Option<hakmem_core::census::Census>; 2] {
+        [
+            hakmem_core::census::census::<L2>(),
+            hakmem_core::census::census::<L25>(),
+        ]
     }
 }
 

@@ -168,4 +168,9 @@ mod api {
     pub fn fork_locks() -> [&'static hakmem_core::sync::RawLock; 1] {
         [POOL.lock()]
     }
+
+    /// What the tier's slabs hold now (`hakmem_core::census`); `None` if its lock stayed taken.
+    pub fn census() -> Option<hakmem_core::census::Census> {
+        hakmem_core::census::census::<TinyGeometry>()
+    }
 }

@@ -32,6 +32,14 @@
 //! which catch overflows and uses after free; they are freed and resized by their owner tag like
 //! any other block.
 //!
+//! Statistics and control: [`stats`] returns the counters and what is in use per tier
+//! ([`Stats`], [`TierStats`]; a census of the slab headers, nothing counted on the hot paths);
+//! [`get_option`] / [`set_option`] read and change the run-time options ([`Tunable`]: purge
+//! delay, BigCache budget, THP mode, each saying when a change takes effect); [`purge`] gives
+//! free memory back now. `HAKMEM_STATS=1` (or `json`, with `HAKMEM_STATS_FILE` for a file)
+//! prints the report at exit of any program using this crate, `#[global_allocator]` included:
+//! the table and the JSON keys are documented in `hakmem_core::report`.
+//!
 //! Invariants: the hot path is a size test and a call into Tiny — no locks, no lookups, no
 //! learning; nothing here allocates; every pointer returned is registered in the owner map, so
 //! [`free`] of any pointer is safe to dispatch (a stray pointer gets a diagnostic).
@@ -46,9 +54,12 @@ use hakmem_core::map::{self, TAG_GUARD, TAG_L2, TAG_L25, TAG_LARGE, TAG_NONE, TA
 use hakmem_core::policy::{self, SiteAction};
 use hakmem_core::run::{RUN_MAX, SPAN_MIN};
 use hakmem_core::sync::{AtomicU8, Ordering};
-use hakmem_core::{diag, guard, large, os, run};
+use hakmem_core::{diag, guard, large, os, run, stats};
 
-pub use hakmem_core::stats::Stats;
+pub use hakmem_core::stats::{Stats, TierStats};
+
+mod options;
+pub use options::{OutOfRange, Tunable, get_option, set_option};
 
 /// The allocator, for `#[global_allocator]`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -175,9 +186,10 @@ fn bigcache() -> Option<&'static BigCache> {
             FreePolicy::Keep => u64::MAX / 2,
             _ => cfg.purge_delay_ms.saturating_mul(10).max(1),
         };
+        // The rest as it stands: a budget set by `set_option` before the first use holds.
         BIGCACHE.set_config(BigCacheConfig {
             max_age_ms,
-            ..BigCacheConfig::DEFAULT
+            ..BIGCACHE.config()
         });
     }
     Some(&BIGCACHE)
@@ -196,10 +208,15 @@ fn alloc_large_at(size: usize, align: usize, site: usize) -> (*mut u8, bool) {
         born_ms: os::now_ms(),
         tid: os::thread_id(),
     };
-    match bigcache() {
+    let (p, fresh) = match bigcache() {
         Some(c) => large::alloc_at(c, size, align, origin),
         None => large::alloc_at(&NoCache, size, align, origin),
+    };
+    if !p.is_null() {
+        // SAFETY: a live direct mapping, just handed out.
+        stats::LARGE_BYTES.add(unsafe { large::usable_size(p) } as u64);
     }
+    (p, fresh)
 }
 
 /// Frees a direct mapping: into the BigCache unless there is none or the block's site has a
@@ -210,6 +227,9 @@ fn alloc_large_at(size: usize, align: usize, site: usize) -> (*mut u8, bool) {
 unsafe fn free_large(p: *mut u8) {
     // SAFETY: forwarded contract.
     let origin = unsafe { large::origin(p) };
+    if let Some((_, size)) = origin {
+        stats::LARGE_BYTES.sub_saturating(size as u64);
+    }
     let mut cache = bigcache();
     if let Some((o, size)) = origin
         && o.site != 0
@@ -347,6 +367,9 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
         // SAFETY: `p` is a live direct mapping.
         let q = unsafe { large::resize(p, size) };
         if !q.is_null() {
+            stats::LARGE_BYTES.sub_saturating(old as u64);
+            // SAFETY: `q` is the live mapping resized.
+            stats::LARGE_BYTES.add(unsafe { large::usable_size(q) } as u64);
             return q;
         }
     }
@@ -368,15 +391,67 @@ pub fn trim() {
     BIGCACHE.release_all();
 }
 
+/// Gives free memory back to the OS now: [`trim`] (C: `hakmem_purge`, `malloc_trim`).
+pub fn purge() {
+    trim();
+}
+
 /// Whether `p` lies in memory hakmem manages.
 pub fn owns(p: *const u8) -> bool {
     map::tag_of(p) != TAG_NONE
 }
 
-/// The process-wide counters.
+/// The allocator's state now: the process-wide counters ([`Stats`]'s first fields, as
+/// before), plus what is in use in each tier (a census of the slab tiers' headers, the page
+/// runs' and the direct mappings' byte counts), the resident set and the BigCache's holding.
+/// A moment's values while other threads allocate; nothing is allocated, and each slab tier's
+/// lock is taken for its walk. Formats: [`Stats`]'s `Display` (the `hakmem-stats:` line),
+/// `hakmem_core::report::{Table, Json}` (the exit report's, keys documented there).
 pub fn stats() -> Stats {
-    hakmem_core::stats::snapshot()
+    let mut s = stats::snapshot();
+    // SAFETY: no preconditions.
+    s.pid = unsafe { libc::getpid() } as u64;
+    let fill = |t: &mut TierStats, c: Option<hakmem_core::census::Census>| {
+        if let Some(c) = c {
+            (t.blocks, t.bytes, t.slabs) = (c.blocks, c.bytes, c.slabs);
+        }
+    };
+    fill(&mut s.tiny, hakmem_tiny::census());
+    let [l2, l25] = hakmem_pool::census();
+    fill(&mut s.l2, l2);
+    fill(&mut s.l25, l25);
+    s.run_bytes = run::in_use_bytes();
+    s.cache_bytes = BIGCACHE.stats().cached_bytes as u64;
+    s.in_use = s.tiny.bytes + s.l2.bytes + s.l25.bytes + s.run_bytes + s.large_bytes;
+    s.resident = hakmem_core::report::resident_bytes();
+    s
 }
+
+/// `HAKMEM_STATS`: when the library (or program) loads, keeps a duplicate of fd 2 for the
+/// report (`hakmem_core::report::init`); the report itself runs at exit ([`REPORT_AT_EXIT`]).
+/// In `libhakmem.so` and in a Rust program with `HakMem` as its global allocator alike.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static REPORT_INIT: extern "C" fn() = {
+    extern "C" fn init() {
+        hakmem_core::report::init();
+    }
+    init
+};
+
+/// The `HAKMEM_STATS` report, as a destructor: it runs after `main` returns or `exit` is
+/// called, after the handlers the program registered with `atexit`.
+#[used]
+#[unsafe(link_section = ".fini_array")]
+static REPORT_AT_EXIT: extern "C" fn() = {
+    extern "C" fn report() {
+        let how = config::get().stats;
+        if how != config::StatsReport::Off {
+            hakmem_core::report::write(hakmem_core::report::format(&stats(), how).as_bytes());
+        }
+    }
+    report
+};
 
 // SAFETY: every method returns blocks of at least `layout.size()` bytes aligned to
 // `layout.align()`, or null; blocks stay valid until freed exactly once.

@@ -77,6 +77,20 @@ int main(void) {
     errno = 0;
     CHECK(guarded(4081) == NULL && errno == ENOMEM);
 
+    /* hakmem_stats_json, the options and hakmem_purge: typed as declared, and answering. */
+    size_t (*json)(char *, size_t) = hakmem_stats_json;
+    int (*opt_get)(const char *, long *) = hakmem_option_get;
+    int (*opt_set)(const char *, long) = hakmem_option_set;
+    void (*purge)(void) = hakmem_purge;
+    char obj[4096];
+    size_t jlen = json(obj, sizeof obj);
+    CHECK(jlen > 2 && jlen < sizeof obj && obj[0] == '{' && obj[jlen - 1] == '}');
+    long delay = -1;
+    CHECK(opt_get("purge_delay_ms", &delay) == 0 && delay >= 0);
+    CHECK(opt_set("purge_delay_ms", delay) == 0);
+    CHECK(opt_get("no_such_option", &delay) == ENOENT);
+    purge();
+
     /* The other exports the header documents. */
     CHECK(malloc_trim(0) == 1);
 
