@@ -587,7 +587,7 @@ pub fn parse_with(
             Var {
                 name: c"HAKMEM_STATS",
                 parse: parse_stats,
-                valid: "0, 1 (a table), json",
+                valid: "1/on/true/yes (a table), json, or 0/off/false/no",
             },
             d.stats,
             "0",
@@ -866,7 +866,12 @@ mod tests {
             ),
             ("HAKMEM_BATCH_MADVISE", "x", B, "1"),
             ("HAKMEM_ELO_REPORT", "10", B, "0"),
-            ("HAKMEM_STATS", "true!", "0, 1 (a table), json", "0"),
+            (
+                "HAKMEM_STATS",
+                "true!",
+                "1/on/true/yes (a table), json, or 0/off/false/no",
+                "0",
+            ),
             ("HAKMEM_VERBOSE", "loud", B, "0"),
             (
                 "HAKMEM_FREE_POLICY",

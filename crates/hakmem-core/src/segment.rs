@@ -28,11 +28,15 @@ pub trait PageSource: Sync {
 }
 
 /// Applies the THP policy to a fresh reservation: `auto` asks for huge pages only where memory
-/// is likely to stay dense (direct mappings and L2.5 slabs, both 2 MiB-aligned and at least
-/// 2 MiB), `on` everywhere, `off` forbids them (even where the system default is `always`).
+/// is likely to stay dense and is reused in place (L2.5 slabs and page-run segments, 2 MiB-
+/// aligned and at least 2 MiB), `on` everywhere, `off` forbids them (even where the system
+/// default is `always`). Big blocks (big page runs, direct mappings) keep the system's default
+/// under `auto`: they are written through once when they are made, and a huge-page fault in a
+/// region advised `MADV_HUGEPAGE` may compact memory synchronously (the `defrag=madvise`
+/// default), which costs more than the small faults it saves (docs/BENCHMARKS.md).
 fn advise_thp(p: *mut u8, size: usize, tag: Tag) {
     const HUGE: usize = 2 << 20;
-    let dense = matches!(tag, map::TAG_LARGE | map::TAG_L25 | map::TAG_RUN) && size >= HUGE;
+    let dense = matches!(tag, map::TAG_L25 | map::TAG_RUN) && size >= HUGE;
     let advice = match crate::config::get().thp {
         Thp::Off => libc::MADV_NOHUGEPAGE,
         Thp::On => libc::MADV_HUGEPAGE,

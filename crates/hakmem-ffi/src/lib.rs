@@ -250,8 +250,8 @@ pub extern "C" fn hakmem_guarded_malloc(size: usize) -> *mut c_void {
     checked(hakmem_core::guard::alloc(size))
 }
 
-pub mod cxx;
 mod control;
+pub mod cxx;
 
 mod lifecycle {
     //! Load-time and exit-time hooks, without allocation of their own.
@@ -260,7 +260,7 @@ mod lifecycle {
 
     /// In lock order: the learner first (it takes the policy's writer lock inside, and no
     /// thread takes it while holding a tier's lock).
-    fn fork_locks() -> [&'static hakmem_core::sync::RawLock; 6] {
+    fn fork_locks() -> [&'static hakmem_core::sync::RawLock; 7] {
         let [tiny] = hakmem_tiny::fork_locks();
         let [l2, l25] = hakmem_pool::fork_locks();
         [
@@ -268,7 +268,8 @@ mod lifecycle {
             tiny,
             l2,
             l25,
-            hakmem_core::run::lock(),
+            hakmem_core::run::locks()[0],
+            hakmem_core::run::locks()[1],
             hakmem_core::guard::lock(),
         ]
     }

@@ -22,12 +22,16 @@
 //! | sizes | tier |
 //! |---|---|
 //! | 0..=1 KiB | Tiny (`hakmem-tiny`): per-thread 64 KiB slabs |
-//! | up to 32 KiB | L2 pool (`hakmem-pool`): per-thread 512 KiB slabs |
-//! | up to 1 MiB | L2.5 pool (`hakmem-pool`): per-thread 4 MiB slabs |
+//! | up to 32 KiB | L2 pool (`hakmem-pool`): per-thread 1 MiB slabs |
+//! | up to 64 KiB | L2.5 pool (`hakmem-pool`): per-thread 4 MiB slabs |
+//! | up to 1 MiB | page runs (`hakmem_core::run::RUNS`): 4 KiB pages in 4 MiB segments |
+//! | up to 32 MiB | big page runs (`hakmem_core::run::BIG_RUNS`): 64 KiB pages in 64 MiB segments |
 //! | above | direct mappings (`hakmem_core::large`), freed ones kept for reuse by the BigCache (`hakmem-bigcache`) |
 //!
-//! Alignments beyond 128 bytes for sizes up to 1 MiB come from page runs
-//! (`hakmem_core::run`), larger ones from direct mappings.
+//! Page runs reuse freed pages across sizes (a freed 20 MiB block serves a 12 MiB and a 7 MiB
+//! one with its resident pages). Alignments beyond 128 bytes for sizes up to 1 MiB come from
+//! page runs, up to 2 MiB for sizes up to 32 MiB from big page runs, larger ones from direct
+//! mappings.
 //! Sampled small blocks (`HAKMEM_GUARD_SAMPLE`) come from guard pages (`hakmem_core::guard`),
 //! which catch overflows and uses after free; they are freed and resized by their owner tag like
 //! any other block.
@@ -50,9 +54,11 @@ use hakmem_bigcache::{BigCache, BigCacheConfig};
 use hakmem_core::class::TINY_MAX;
 use hakmem_core::config::{self, FreePolicy, ROUTE_L2, ROUTE_L25};
 use hakmem_core::large::NoCache;
-use hakmem_core::map::{self, TAG_GUARD, TAG_L2, TAG_L25, TAG_LARGE, TAG_NONE, TAG_RUN, TAG_TINY};
+use hakmem_core::map::{
+    self, TAG_BIG_RUN, TAG_GUARD, TAG_L2, TAG_L25, TAG_LARGE, TAG_NONE, TAG_RUN, TAG_TINY,
+};
 use hakmem_core::policy::{self, SiteAction};
-use hakmem_core::run::{RUN_MAX, SPAN_MIN};
+use hakmem_core::run::{BIG_RUN_MAX, BIG_RUNS, RUN_MAX, SPAN_MIN};
 use hakmem_core::sync::{AtomicU8, Ordering};
 use hakmem_core::{diag, guard, large, os, run, stats};
 
@@ -146,10 +152,22 @@ fn alloc_big_at(size: usize, align: usize, site: usize) -> *mut u8 {
         hakmem_pool::alloc(size.max(TINY_MAX + 1))
     } else if size <= RUN_MAX && align <= RUN_MAX {
         run::alloc(size, align)
+    } else if big_run(size, align) {
+        BIG_RUNS.alloc(size, align)
     } else {
         alloc_large_at(size, align, site).0
     }
 }
+
+/// Whether a block above [`RUN_MAX`] comes from the big page runs: up to [`BIG_RUN_MAX`],
+/// aligned to at most 2 MiB (more would strand most of a segment).
+#[inline]
+fn big_run(size: usize, align: usize) -> bool {
+    size > RUN_MAX && size <= BIG_RUN_MAX && align <= BIG_RUN_ALIGN
+}
+
+/// The largest alignment the big page runs serve.
+const BIG_RUN_ALIGN: usize = 2 << 20;
 
 pub mod learn;
 
@@ -262,6 +280,9 @@ pub fn alloc_aligned(size: usize, align: usize) -> *mut u8 {
 
 /// Allocates `size` zeroed bytes aligned to `align`. Null when out of memory.
 pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
+    if big_run(size, align) {
+        return BIG_RUNS.alloc_zeroed(size, align);
+    }
     if size > hakmem_pool::MAX_SIZE && (align <= POOL_ALIGN || size > RUN_MAX) {
         // Fresh mappings are zero already; only one from the BigCache needs clearing.
         let (p, fresh) = alloc_large(size, align);
@@ -305,6 +326,7 @@ unsafe fn free_other(p: *mut u8, tag: map::Tag) {
             TAG_L2 => hakmem_pool::free_l2(p),
             TAG_L25 => hakmem_pool::free_l25(p),
             TAG_RUN => run::free(p),
+            TAG_BIG_RUN => BIG_RUNS.free(p),
             TAG_LARGE => free_large(p),
             TAG_GUARD => guard::free(p),
             _ if p.is_null() => {}
@@ -326,6 +348,7 @@ pub unsafe fn usable_size(p: *mut u8) -> usize {
             TAG_L2 => hakmem_pool::usable_size_l2(p),
             TAG_L25 => hakmem_pool::usable_size_l25(p),
             TAG_RUN => run::usable_size(p),
+            TAG_BIG_RUN => BIG_RUNS.usable_size(p),
             TAG_LARGE => large::usable_size(p),
             TAG_GUARD => guard::usable_size(p),
             _ => 0,
@@ -361,6 +384,9 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     }
     // SAFETY (both arms): `p` is a live block of the tagged tier.
     if tag == TAG_RUN && size > SPAN_MIN && unsafe { run::resize(p, size) } {
+        return p;
+    }
+    if tag == TAG_BIG_RUN && size > RUN_MAX && unsafe { BIG_RUNS.resize(p, size) } {
         return p;
     }
     if tag == TAG_LARGE && size > RUN_MAX {

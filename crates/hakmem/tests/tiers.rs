@@ -13,18 +13,19 @@
 //! | 1025..=32 KiB | `TAG_L2` | the L2 class (four per doubling) |
 //! | 32 KiB+1..=64 KiB | `TAG_L25` | the L2.5 class |
 //! | 64 KiB+1..=1 MiB | `TAG_RUN` | whole pages (page runs: freed pages reused across sizes) |
-//! | above 1 MiB | `TAG_LARGE` | to the end of the mapping |
+//! | 1 MiB+1..=64 MiB | `TAG_BIG_RUN` | whole 256 KiB pages (big page runs) |
+//! | above 64 MiB | `TAG_LARGE` | to the end of the mapping |
 //!
 //! Alignments up to 128 keep the size's tier; larger ones (up to 1 MiB) with
-//! sizes up to 1 MiB come from page runs (`TAG_RUN`), anything else from direct
-//! mappings.
+//! sizes up to 1 MiB come from page runs (`TAG_RUN`), up to 2 MiB with sizes up
+//! to 64 MiB from big page runs, anything else from direct mappings.
 
 mod common;
 
 use hakmem::{alloc_aligned, alloc_zeroed, free, malloc, owns, realloc, usable_size};
 use hakmem_core::class::TINY_CLASSES;
-use hakmem_core::map::{TAG_L2, TAG_L25, TAG_LARGE, TAG_RUN, TAG_TINY, Tag, tag_of};
-use hakmem_core::run::SPAN_MIN;
+use hakmem_core::map::{TAG_BIG_RUN, TAG_L2, TAG_L25, TAG_LARGE, TAG_RUN, TAG_TINY, Tag, tag_of};
+use hakmem_core::run::{BIG_RUN_MAX, SPAN_MIN};
 use hakmem_pool::{L2_CLASSES, L25_CLASSES};
 use std::collections::{HashSet, VecDeque};
 use std::sync::mpsc;
@@ -33,6 +34,9 @@ use std::thread;
 const KIB: usize = 1 << 10;
 const MIB: usize = 1 << 20;
 const SPAN_MIN_PLUS_1: usize = SPAN_MIN + 1;
+const MIB_PLUS_1: usize = MIB + 1;
+/// The page of the big page runs.
+const BIG_PAGE: usize = 256 * KIB;
 
 fn tag_name(t: Tag) -> &'static str {
     match t {
@@ -40,6 +44,7 @@ fn tag_name(t: Tag) -> &'static str {
         TAG_L2 => "L2",
         TAG_L25 => "L2.5",
         TAG_RUN => "run",
+        TAG_BIG_RUN => "big run",
         TAG_LARGE => "large",
         _ => "none",
     }
@@ -52,6 +57,7 @@ fn tier_of(size: usize) -> Tag {
         1025..=32768 => TAG_L2,
         32769..=SPAN_MIN => TAG_L25,
         SPAN_MIN_PLUS_1..=MIB => TAG_RUN,
+        MIB_PLUS_1..=BIG_RUN_MAX => TAG_BIG_RUN,
         _ => TAG_LARGE,
     }
 }
@@ -73,6 +79,7 @@ fn class_size(size: usize) -> Option<usize> {
         TAG_L2 => Some(class_in(&L2_CLASSES, size)),
         TAG_L25 => Some(class_in(&L25_CLASSES, size)),
         TAG_RUN => Some(size.div_ceil(4096) * 4096),
+        TAG_BIG_RUN => Some(size.div_ceil(BIG_PAGE) * BIG_PAGE),
         _ => None,
     }
 }
@@ -274,6 +281,8 @@ fn aligned_tier_of(size: usize, align: usize) -> Tag {
         tier_of(size)
     } else if size <= MIB && align <= MIB {
         TAG_RUN
+    } else if size > MIB && size <= BIG_RUN_MAX && align <= 2 * MIB {
+        TAG_BIG_RUN
     } else {
         TAG_LARGE
     }
