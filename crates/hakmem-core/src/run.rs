@@ -63,6 +63,8 @@ struct RunSegment {
     dirty_since: u64,
     /// When the segment became empty (ms; 0: it holds a run).
     empty_since: u64,
+    /// When a page last went dirty (ms): every page dirty before is older than the time since.
+    last_dirtied: u64,
     used: [u64; WORDS],
     /// Free pages that are still resident.
     dirty: [u64; WORDS],
@@ -287,7 +289,7 @@ impl<const SHIFT: u32> Runs<SHIFT> {
         // headers.
         unsafe {
             if self.best_fit {
-                let mut best: Option<(*mut RunSegment, usize, (usize, usize))> = None;
+                let mut best: Option<(*mut RunSegment, usize, FitKey)> = None;
                 while !seg.is_null() {
                     if let Some((i, key)) = find_best(&mut *seg, n, align)
                         && best.is_none_or(|b| key < b.2)
@@ -421,10 +423,7 @@ impl<const SHIFT: u32> Runs<SHIFT> {
                     segs = self.segs.lock();
                     mark(&mut (*seg).touched, i, n, false);
                 } else {
-                    mark(&mut (*seg).dirty, i, n, true);
-                    if (*seg).dirty_since == 0 {
-                        (*seg).dirty_since = os::now_ms().max(1);
-                    }
+                    self.dirty(&mut *seg, i, n);
                 }
                 (*seg).len[i] = FREED | n as u16;
                 mark(&mut (*seg).used, i, n, false);
@@ -443,6 +442,25 @@ impl<const SHIFT: u32> Runs<SHIFT> {
             }
         });
         os::keep_errno(|| crate::purge::tick(false));
+    }
+
+    /// Marks the freed pages `i..i+n` dirty. When nothing went dirty in the segment for a whole
+    /// delay, every page dirty before is that old: it is aged at once, for the next pass to
+    /// purge (a program that frees, then sleeps, gets the pages back at its next call). Caller
+    /// holds the lock.
+    fn dirty(&self, s: &mut RunSegment, i: usize, n: usize) {
+        let now = os::now_ms().max(1);
+        let delay = crate::config::get()
+            .purge_delay_ms
+            .saturating_mul(self.delay_mult);
+        if now.saturating_sub(s.last_dirtied) >= delay {
+            s.aged = s.dirty;
+        }
+        mark(&mut s.dirty, i, n, true);
+        s.last_dirtied = now;
+        if s.dirty_since == 0 {
+            s.dirty_since = now;
+        }
     }
 
     /// A purge pass: dirty pages freed at least `delay_mult` purge delays ago (all of them when `force`) go
@@ -466,7 +484,9 @@ impl<const SHIFT: u32> Runs<SHIFT> {
                     unlink(&mut segs, seg);
                     OS_PAGES.release(seg.cast(), Self::SEGMENT);
                 } else if due((*seg).dirty_since) {
-                    Self::purge_dirty(seg, now, force);
+                    // Nothing went dirty for a whole delay: every dirty page is due.
+                    let all = force || due((*seg).last_dirtied);
+                    Self::purge_dirty(seg, now, all);
                 }
                 seg = next;
             }
@@ -475,7 +495,7 @@ impl<const SHIFT: u32> Runs<SHIFT> {
 
     /// Gives the dirty ranges of `seg` that were dirty at the previous pass (all of them when
     /// `force`) back to the OS, so a page is purged after one to two purge delays without
-    /// reuse. Caller holds the lock.
+    /// reuse (after one when no page went dirty since). Caller holds the lock.
     unsafe fn purge_dirty(seg: *mut RunSegment, now: u64, force: bool) {
         // SAFETY: the caller holds the lock; dirty pages are free (nothing live in them).
         unsafe {
@@ -523,12 +543,9 @@ impl<const SHIFT: u32> Runs<SHIFT> {
                 false
             } else if want <= have {
                 mark(&mut s.used, i + want, have - want, false);
-                mark(&mut s.dirty, i + want, have - want, true);
+                self.dirty(s, i + want, have - want);
                 s.free_pages += have - want;
                 s.len[i] = want as u16;
-                if s.dirty_since == 0 {
-                    s.dirty_since = os::now_ms().max(1);
-                }
                 let right = first_free_end(s, i + want);
                 s.max_free = s.max_free.max(right - (i + want));
                 true
@@ -653,15 +670,19 @@ fn find(seg: &mut RunSegment, n: usize, align: usize) -> Option<usize> {
     None
 }
 
+/// How good a best-fit candidate is (lower is better): fresh pages it touches, then the
+/// length of its free fragment.
+type FitKey = (usize, usize);
+
 /// Best fit in one segment: the start (on a multiple of `align` pages) of `n` free pages, in
 /// the free fragment where they touch the fewest fresh pages (pages not resident: each costs a
 /// page fault and zeroing), then in the shortest such fragment; with that choice's key
 /// (fresh pages, fragment length).
-fn find_best(seg: &mut RunSegment, n: usize, align: usize) -> Option<(usize, (usize, usize))> {
+fn find_best(seg: &mut RunSegment, n: usize, align: usize) -> Option<(usize, FitKey)> {
     if seg.free_pages < n || seg.max_free < n {
         return None;
     }
-    let (mut best, mut longest): (Option<(usize, (usize, usize))>, usize) = (None, 0);
+    let (mut best, mut longest): (Option<(usize, FitKey)>, usize) = (None, 0);
     let mut start = first_free(&seg.used, 1); // page 0 is the header
     while start < PAGES {
         let end = first_used(&seg.used, start, PAGES).unwrap_or(PAGES);

@@ -153,17 +153,24 @@ fn alloc_big_at(size: usize, align: usize, site: usize) -> *mut u8 {
     } else if size <= RUN_MAX && align <= RUN_MAX {
         run::alloc(size, align)
     } else if big_run(size, align) {
-        BIG_RUNS.alloc(size, align)
+        learn::on_large_alloc(size, site); // site profiling counts every big block
+        match BIG_RUNS.alloc(size, align) {
+            // No room for a big-run segment (a tight address-space limit): a mapping of its own.
+            p if p.is_null() => alloc_large_at(size, align, site).0,
+            p => p,
+        }
     } else {
         alloc_large_at(size, align, site).0
     }
 }
 
 /// Whether a block above [`RUN_MAX`] comes from the big page runs: up to [`BIG_RUN_MAX`],
-/// aligned to at most 2 MiB (more would strand most of a segment).
+/// aligned to at most 2 MiB (more would strand most of a segment), unless the configuration
+/// learns the BigCache budget (the learning modes): the learner tunes direct mappings, so big
+/// blocks stay there.
 #[inline]
 fn big_run(size: usize, align: usize) -> bool {
-    size > RUN_MAX && size <= BIG_RUN_MAX && align <= BIG_RUN_ALIGN
+    size > RUN_MAX && size <= BIG_RUN_MAX && align <= BIG_RUN_ALIGN && !config::get().learning()
 }
 
 /// The largest alignment the big page runs serve.
@@ -281,7 +288,10 @@ pub fn alloc_aligned(size: usize, align: usize) -> *mut u8 {
 /// Allocates `size` zeroed bytes aligned to `align`. Null when out of memory.
 pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
     if big_run(size, align) {
-        return BIG_RUNS.alloc_zeroed(size, align);
+        let p = BIG_RUNS.alloc_zeroed(size, align);
+        if !p.is_null() {
+            return p;
+        }
     }
     if size > hakmem_pool::MAX_SIZE && (align <= POOL_ALIGN || size > RUN_MAX) {
         // Fresh mappings are zero already; only one from the BigCache needs clearing.
