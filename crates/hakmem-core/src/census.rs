@@ -39,7 +39,7 @@ fn racy<T: Copy>(c: &Cell<T>) -> T {
     unsafe { core::ptr::read_volatile(c.as_ptr()) }
 }
 
-/// The census of tier `G`; `None` when its pool lock stayed taken (see [`LOCK_TRIES`]).
+/// The census of tier `G`; `None` when its pool lock stayed taken (see `LOCK_TRIES`).
 pub fn census<G: Geometry>() -> Option<Census> {
     let size = slab_size::<G>();
     if size > CHUNK_SIZE {

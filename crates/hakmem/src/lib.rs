@@ -36,7 +36,7 @@
 //! which catch overflows and uses after free; they are freed and resized by their owner tag like
 //! any other block.
 //!
-//! Statistics and control: [`stats`] returns the counters and what is in use per tier
+//! Statistics and control: [`stats()`] returns the counters and what is in use per tier
 //! ([`Stats`], [`TierStats`]; a census of the slab headers, nothing counted on the hot paths);
 //! [`get_option`] / [`set_option`] read and change the run-time options ([`Tunable`]: purge
 //! delay, BigCache budget, THP mode, each saying when a change takes effect); [`purge`] gives
