@@ -1370,10 +1370,7 @@ pub fn bench(opts: &BenchOpts) -> Result<PathBuf> {
     let stamp = config::file_timestamp(started);
     let json_text = serde_json::to_string_pretty(&record)?;
     let md = report::render_markdown(&record);
-    let title = format!(
-        "hakmem vs peers: throughput relative to glibc{}",
-        if opts.quick { " (quick)" } else { "" }
-    );
+    let title = report::chart_title(opts.quick);
     let svg = crate::chart::render_svg(&record.results, &title)?;
     let json_path = out_dir.join(format!("{stamp}.json"));
     for (ext, body) in [("json", &json_text), ("md", &md), ("svg", &svg)] {
@@ -1383,6 +1380,7 @@ pub fn bench(opts: &BenchOpts) -> Result<PathBuf> {
     }
 
     print_summary(&record);
+    print!("{}", report::console_summary(&record));
     println!("\nrecord: {}", json_path.display());
     println!("report: {}", out_dir.join(format!("{stamp}.md")).display());
     println!("chart:  {}", out_dir.join(format!("{stamp}.svg")).display());

@@ -6,6 +6,8 @@
 //! - `cargo xtask bench`: hakmem against glibc and the peers (mimalloc v3, jemalloc 5.3 and
 //!   snmalloc built from their crates in `benches/peers`, tcmalloc and Debian's older mimalloc
 //!   and jemalloc), on the workload matrix and on real programs (`--apps` for those alone).
+//! - `cargo xtask report <record.json> [--out DIR]`: the report and chart of a saved record,
+//!   rendered again.
 //! - `cargo xtask fuzz`: the shadow-model fuzzer under `LD_PRELOAD` in every mode.
 //! - `cargo xtask install [--prefix DIR | --check]`: libhakmem.so/.a, `hakmem.h` and `hakmem.pc` for C
 //!   and C++ programs.
@@ -61,6 +63,14 @@ enum Cmd {
     },
     /// Compare hakmem with glibc and the peer allocators on the workload matrix.
     Bench(bench::BenchOpts),
+    /// Render the report (Markdown and chart) of a saved bench record again.
+    Report {
+        /// The JSON record (`<target>/bench/<timestamp>.json`).
+        record: std::path::PathBuf,
+        /// Where `<stem>.md` and `<stem>.svg` go (default: the record's folder).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
     /// Fuzz libhakmem.so against a shadow model for N seconds in every mode (or one).
     Fuzz(fuzz::FuzzOpts),
     /// Release build, then install libhakmem.so.0.1.0 (+ symlinks, split debug info),
@@ -75,6 +85,7 @@ fn main() -> ExitCode {
         Cmd::Test { no_lint } => ci::test(no_lint),
         Cmd::Loom { extra } => ci::loom(&extra),
         Cmd::Bench(opts) => bench::bench(&opts).map(|_| ()),
+        Cmd::Report { record, out } => report::rerender(&record, out.as_deref()),
         Cmd::Fuzz(opts) => fuzz::fuzz(&opts),
         Cmd::Install(opts) => install::run(&opts),
     };

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::stats::{geomean, is_unstable, median, oriented_ratio, paired_ratio, summarize};
@@ -43,7 +43,8 @@ pub struct CellRaw {
 }
 
 /// One element of the record's `results` array.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CellResult {
     pub workload: String,
     pub allocator: String,
@@ -211,7 +212,8 @@ pub fn finalize(cells: &[CellRaw]) -> Vec<CellResult> {
 }
 
 /// One configuration of the ablation study, summarised against `minimal`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AblationRow {
     pub workload: String,
     pub config: String,
@@ -302,7 +304,8 @@ fn compare(h: Option<Spread>, p: Option<Spread>, higher_is_better: bool) -> (Opt
 /// A hakmem row of a real program against one other row of it: ratios of the medians,
 /// each oriented so that > 1 means hakmem is better, and whether the min–max ranges of
 /// the runs are apart (the difference is beyond the spread).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AppVsPeer {
     pub app: String,
     pub hakmem_row: String,
@@ -362,7 +365,8 @@ pub fn app_vs_peers(apps: &[CellResult]) -> Vec<AppVsPeer> {
 }
 
 /// For one app: the non-hakmem row that used the least CPU, and hakmem against it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct BestPeer {
     pub app: String,
     pub peer: String,
@@ -374,7 +378,8 @@ pub struct BestPeer {
 }
 
 /// One hakmem row over the best peer of every app, CPU time, and the geometric mean.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AppGeomean {
     pub hakmem_row: String,
     pub geomean_cpu_vs_best_peer: Option<f64>,
@@ -424,6 +429,174 @@ pub fn app_geomeans(apps: &[CellResult]) -> Vec<AppGeomean> {
             }
         })
         .collect()
+}
+
+/// hakmem against one other row of one workload (or real program): what the summary at the
+/// top of the report is made of.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pair {
+    /// The workload (or the real program).
+    pub unit: String,
+    pub peer: String,
+    /// hakmem's ratio, oriented so that > 1 = hakmem better (faster, more done).
+    pub speed: Option<f64>,
+    /// The peer's CPU seconds over hakmem's (> 1 = hakmem used less); real programs only.
+    pub cpu: Option<f64>,
+    /// hakmem's median peak RSS over the peer's (< 1 = hakmem smaller).
+    pub rss: Option<f64>,
+    /// One of the two rows is unstable (its runs spread by more than 20%).
+    pub unstable: bool,
+}
+
+/// hakmem's median peak RSS over the peer's; `None` unless both are known and positive.
+pub fn rss_over(h: &CellResult, p: &CellResult) -> Option<f64> {
+    let (a, b) = (h.peak_rss_kb?, p.peak_rss_kb?);
+    (a > 0.0 && b > 0.0 && a.is_finite() && b.is_finite()).then(|| a / b)
+}
+
+/// The hakmem row named `row` of every workload against every non-hakmem row of it: the
+/// run-by-run speed ratio of [`finalize`], and the ratio of the peak RSS medians. A row that
+/// did not prove hakmem served measured some other malloc and is left out.
+pub fn workload_pairs(results: &[CellResult], row: &str) -> Vec<Pair> {
+    let mut out = Vec::new();
+    for h in results
+        .iter()
+        .filter(|r| r.allocator == row && r.served_by_hakmem != Some(false))
+    {
+        for p in results
+            .iter()
+            .filter(|p| p.workload == h.workload && !p.allocator.starts_with("hakmem"))
+        {
+            out.push(Pair {
+                unit: h.workload.clone(),
+                peer: p.allocator.clone(),
+                speed: h.ratio_vs.get(&p.allocator).copied(),
+                cpu: None,
+                rss: rss_over(h, p),
+                unstable: h.unstable || p.unstable,
+            });
+        }
+    }
+    out
+}
+
+/// The hakmem row named `row` of every real program (when it proved hakmem served) against
+/// every non-hakmem row: ratios of the medians of the figure (oriented), CPU time and RSS.
+pub fn app_pairs(apps: &[CellResult], row: &str) -> Vec<Pair> {
+    let mut out = Vec::new();
+    for h in apps
+        .iter()
+        .filter(|r| r.allocator == row && r.served_by_hakmem == Some(true))
+    {
+        for p in apps
+            .iter()
+            .filter(|p| p.workload == h.workload && p.served_by_hakmem.is_none())
+        {
+            let both = |a: Option<f64>, b: Option<f64>| a.zip(b);
+            out.push(Pair {
+                unit: h.workload.clone(),
+                peer: p.allocator.clone(),
+                speed: both(h.median, p.median)
+                    .and_then(|(a, b)| oriented_ratio(a, b, h.higher_is_better)),
+                cpu: both(h.cpu_s, p.cpu_s).and_then(|(a, b)| oriented_ratio(a, b, false)),
+                rss: rss_over(h, p),
+                unstable: h.unstable || p.unstable,
+            });
+        }
+    }
+    out
+}
+
+/// Per unit (first-seen order), its best peer: among the peers (not glibc, not a hakmem row)
+/// with a speed ratio, the one hakmem fares worst against, i.e. the smallest ratio (ties: the
+/// first name in alphabetical order, as [`crate::report::best_peer`] picks).
+pub fn best_pairs(pairs: &[Pair]) -> Vec<&Pair> {
+    let mut units: Vec<&str> = Vec::new();
+    for p in pairs {
+        if !units.contains(&p.unit.as_str()) {
+            units.push(&p.unit);
+        }
+    }
+    units
+        .into_iter()
+        .filter_map(|u| {
+            pairs
+                .iter()
+                .filter(|p| p.unit == u && crate::report::is_peer(&p.peer))
+                .filter_map(|p| p.speed.map(|s| (s, p)))
+                .min_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.peer.cmp(&b.1.peer)))
+                .map(|(_, p)| p)
+        })
+        .collect()
+}
+
+/// The name of the summary line against each unit's best peer.
+pub const BEST_PEER: &str = "best peer";
+
+/// hakmem over one allocator (or over the best peer of every unit), geometric means.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerGeomean {
+    /// An allocator, or [`BEST_PEER`].
+    pub peer: String,
+    /// Geomean of the speed ratios (> 1 = hakmem better), over `speed_n` units.
+    pub speed: Option<f64>,
+    pub speed_n: usize,
+    /// Geomean of the CPU ratios (> 1 = hakmem used less), over `cpu_n` units.
+    pub cpu: Option<f64>,
+    pub cpu_n: usize,
+    /// Geomean of hakmem's RSS over the peer's (< 1 = hakmem smaller), over `rss_n` units.
+    pub rss: Option<f64>,
+    pub rss_n: usize,
+}
+
+fn geomean_of<'a>(peer: &str, pairs: impl Iterator<Item = &'a Pair> + Clone) -> PeerGeomean {
+    let take = |f: fn(&Pair) -> Option<f64>| -> Vec<f64> { pairs.clone().filter_map(f).collect() };
+    let (s, c, r) = (take(|p| p.speed), take(|p| p.cpu), take(|p| p.rss));
+    PeerGeomean {
+        peer: peer.to_string(),
+        speed: geomean(&s),
+        speed_n: s.len(),
+        cpu: geomean(&c),
+        cpu_n: c.len(),
+        rss: geomean(&r),
+        rss_n: r.len(),
+    }
+}
+
+/// One line per allocator hakmem was compared with (first-seen order), then, when any unit
+/// has a peer, the [`BEST_PEER`] line: speed, CPU and RSS against each unit's best peer.
+pub fn peer_geomeans(pairs: &[Pair]) -> Vec<PeerGeomean> {
+    let mut peers: Vec<&str> = Vec::new();
+    for p in pairs {
+        if !peers.contains(&p.peer.as_str()) {
+            peers.push(&p.peer);
+        }
+    }
+    let mut out: Vec<PeerGeomean> = peers
+        .into_iter()
+        .map(|name| geomean_of(name, pairs.iter().filter(|p| p.peer == name)))
+        .collect();
+    let best = best_pairs(pairs);
+    if !best.is_empty() {
+        out.push(geomean_of(BEST_PEER, best.into_iter()));
+    }
+    out
+}
+
+/// The units where hakmem loses to its best peer on speed (ratio < 1), worst first.
+pub fn losses(pairs: &[Pair]) -> Vec<Pair> {
+    let mut v: Vec<Pair> = best_pairs(pairs)
+        .into_iter()
+        .filter(|p| p.speed.is_some_and(|s| s < 1.0))
+        .cloned()
+        .collect();
+    v.sort_by(|a, b| {
+        a.speed
+            .unwrap_or(1.0)
+            .total_cmp(&b.speed.unwrap_or(1.0))
+            .then_with(|| a.unit.cmp(&b.unit))
+    });
+    v
 }
 
 /// Instructions per malloc+free pair from the two callgrind totals.
@@ -686,5 +859,138 @@ mod tests {
         );
         assert_eq!(instructions_per_pair(1, 2, 1_000_000), None);
         assert_eq!(instructions_per_pair(1, 0, 0), None);
+    }
+
+    fn rss_cell(w: &str, a: &str, v: &[f64], rss: f64) -> CellRaw {
+        cell(
+            w,
+            a,
+            v.iter()
+                .map(|x| {
+                    if a.starts_with("hakmem") {
+                        hrun(*x, rss, true)
+                    } else {
+                        run(*x, rss)
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    fn close(x: Option<f64>, want: f64) -> bool {
+        x.is_some_and(|x| (x - want).abs() < 1e-9)
+    }
+
+    #[test]
+    fn summary_geomeans_over_each_peer_and_the_best_peer() {
+        let r = finalize(&[
+            // w1: hakmem 2x glibc, 0.5x mimalloc; RSS 1000 vs 2000 and 500.
+            rss_cell("w1", "glibc", &[100.0], 2000.0),
+            rss_cell("w1", "hakmem", &[200.0], 1000.0),
+            rss_cell("w1", "mimalloc", &[400.0], 500.0),
+            rss_cell("w1", "tcmalloc", &[100.0], 4000.0),
+            // w2: hakmem 8x glibc, 2x mimalloc, 4x tcmalloc; RSS 1000 vs 250, 1000, 1000.
+            rss_cell("w2", "glibc", &[10.0], 250.0),
+            rss_cell("w2", "hakmem", &[80.0], 1000.0),
+            rss_cell("w2", "mimalloc", &[40.0], 1000.0),
+            rss_cell("w2", "tcmalloc", &[20.0], 1000.0),
+        ]);
+        let pairs = workload_pairs(&r, "hakmem");
+        assert_eq!(pairs.len(), 6);
+        assert!(close(pairs[0].rss, 0.5), "hakmem's RSS over glibc's");
+        let g = peer_geomeans(&pairs);
+        let names: Vec<&str> = g.iter().map(|x| x.peer.as_str()).collect();
+        assert_eq!(names, ["glibc", "mimalloc", "tcmalloc", BEST_PEER]);
+        // glibc: speed sqrt(2 * 8) = 4; RSS sqrt(0.5 * 4) = sqrt 2.
+        assert!(close(g[0].speed, 4.0) && close(g[0].rss, 2f64.sqrt()));
+        assert_eq!((g[0].speed_n, g[0].rss_n, g[0].cpu_n), (2, 2, 0));
+        assert_eq!(g[0].cpu, None);
+        // mimalloc: sqrt(0.5 * 2) = 1; RSS sqrt(2 * 1).
+        assert!(close(g[1].speed, 1.0) && close(g[1].rss, 2f64.sqrt()));
+        // Best peer: mimalloc on w1 (0.5), mimalloc on w2 (2 < 4): the same line here.
+        assert_eq!(
+            g[3],
+            PeerGeomean {
+                peer: BEST_PEER.into(),
+                ..g[1].clone()
+            }
+        );
+        let best: Vec<&str> = best_pairs(&pairs).iter().map(|p| p.peer.as_str()).collect();
+        assert_eq!(
+            best,
+            ["mimalloc", "mimalloc"],
+            "glibc is never the best peer"
+        );
+    }
+
+    #[test]
+    fn losing_rows_are_those_below_the_best_peer_worst_first() {
+        let r = finalize(&[
+            rss_cell("a", "glibc", &[100.0], 1.0),
+            rss_cell("a", "hakmem", &[90.0], 3.0),
+            rss_cell("a", "snmalloc", &[95.0], 2.0),
+            rss_cell("b", "hakmem", &[50.0], 1.0),
+            rss_cell("b", "snmalloc", &[100.0], 4.0),
+            rss_cell("b", "tcmalloc", &[60.0], 1.0),
+            rss_cell("c", "hakmem", &[100.0], 1.0),
+            rss_cell("c", "snmalloc", &[100.0], 1.0),
+            // Loses to glibc only: glibc is the baseline, not a peer.
+            rss_cell("d", "glibc", &[100.0], 1.0),
+            rss_cell("d", "hakmem", &[50.0], 1.0),
+            rss_cell("d", "tcmalloc", &[10.0], 1.0),
+        ]);
+        let l = losses(&workload_pairs(&r, "hakmem"));
+        let got: Vec<(&str, &str)> = l
+            .iter()
+            .map(|p| (p.unit.as_str(), p.peer.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [("b", "snmalloc"), ("a", "snmalloc")],
+            "c ties: no loss"
+        );
+        assert!(close(l[0].speed, 0.5) && close(l[0].rss, 0.25));
+        assert!(close(l[1].speed, 90.0 / 95.0) && close(l[1].rss, 1.5));
+    }
+
+    #[test]
+    fn summary_leaves_out_unserved_rows_and_missing_rss() {
+        let mut h = rss_cell("w", "hakmem", &[300.0], 100.0);
+        h.runs[0].served_by_hakmem = Some(false);
+        let mut p = rss_cell("v", "glibc", &[1.0], 0.0);
+        p.runs[0].peak_rss_kb = None;
+        let r = finalize(&[
+            rss_cell("w", "glibc", &[100.0], 100.0),
+            h,
+            p,
+            rss_cell("v", "hakmem", &[2.0], 50.0),
+        ]);
+        let pairs = workload_pairs(&r, "hakmem");
+        assert_eq!(pairs.len(), 1, "the unserved row of w is left out");
+        assert_eq!((pairs[0].speed, pairs[0].rss), (Some(2.0), None));
+        let g = peer_geomeans(&pairs);
+        assert_eq!(g.len(), 1, "glibc only: no best-peer line");
+        assert_eq!((g[0].speed_n, g[0].rss_n, g[0].rss), (1, 0, None));
+        assert!(losses(&pairs).is_empty());
+    }
+
+    #[test]
+    fn app_pairs_orient_the_figure_and_cpu() {
+        let r = finalize(&[
+            app_cell("glibc", &[10.0], &[12.0]),
+            app_cell("hakmem", &[5.0], &[6.0]),
+            app_cell("jemalloc", &[4.0], &[3.0]),
+        ]);
+        let pairs = app_pairs(&r, "hakmem");
+        assert_eq!(pairs.len(), 2);
+        // Lower wall time is better: glibc 12 s over hakmem's 6 s.
+        assert!(close(pairs[0].speed, 2.0) && close(pairs[0].cpu, 2.0));
+        assert!(close(pairs[1].speed, 0.5) && close(pairs[1].cpu, 0.8));
+        assert!(close(pairs[1].rss, 1.0));
+        let l = losses(&pairs);
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].peer, "jemalloc");
+        let g = peer_geomeans(&pairs);
+        assert!(close(g[2].cpu, 0.8) && g[2].cpu_n == 1);
     }
 }

@@ -3,14 +3,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::model::{AblationRow, AppGeomean, AppVsPeer, CellResult};
+use crate::model::{
+    AblationRow, AppGeomean, AppVsPeer, BEST_PEER, CellResult, Pair, PeerGeomean, app_pairs,
+    losses, peer_geomeans, rss_over, workload_pairs,
+};
 use crate::stats::{UNSTABLE_SPREAD, geomean, oriented_ratio, paired_ratio};
 
 /// Instructions per malloc+free pair for one allocator (`--instructions`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct InstrRow {
     pub allocator: String,
     pub ir_n: Option<u64>,
@@ -24,7 +28,8 @@ pub struct InstrRow {
 /// Everything written to `<timestamp>.json`: the configuration keys (commit, dirty,
 /// command, env, mode, features, build, machine, date, allocators, ...) flattened at
 /// the top level, then the results.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Record {
     #[serde(flatten)]
     pub config: Map<String, Value>,
@@ -429,24 +434,37 @@ fn apps_section(out: &mut String, rec: &Record) {
         );
         let _ = writeln!(
             out,
-            "| app | best peer (least CPU) | its CPU s | hakmem CPU s | ratio |"
+            "| app | best peer (least CPU) | its CPU s | hakmem CPU s | ratio | its peak RSS MiB | hakmem peak RSS MiB | RSS hakmem / peer |"
         );
-        let _ = writeln!(out, "|---|---|---:|---:|---:|");
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|");
+        let cell_of = |app: &str, a: &str| {
+            rec.apps
+                .iter()
+                .find(|r| r.workload == app && r.allocator == a)
+        };
+        let mut rss = Vec::new();
         for b in &g.apps {
+            let (p, h) = (cell_of(&b.app, &b.peer), cell_of(&b.app, &g.hakmem_row));
+            let x = p.zip(h).and_then(|(p, h)| rss_over(h, p));
+            rss.extend(x);
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.2} | {:.2} | {} |",
+                "| {} | {} | {:.2} | {:.2} | {} | {} | {} | {} |",
                 b.app,
                 escape_cell(&b.peer),
                 b.peer_cpu_s,
                 b.hakmem_cpu_s,
                 flagged(Some(b.ratio), b.apart),
+                opt(p.and_then(|p| p.peak_rss_kb), fmt_mib),
+                opt(h.and_then(|h| h.peak_rss_kb), fmt_mib),
+                opt(x, fmt_ratio),
             );
         }
         let _ = writeln!(
             out,
-            "| **geomean** | | | | {} |\n",
-            opt(g.geomean_cpu_vs_best_peer, fmt_ratio)
+            "| **geomean** | | | | {} | | | {} |\n",
+            opt(g.geomean_cpu_vs_best_peer, fmt_ratio),
+            opt(geomean(&rss), fmt_ratio)
         );
     }
 }
@@ -457,9 +475,16 @@ fn apps_section(out: &mut String, rec: &Record) {
 /// the geomean of the per-workload ratios and the worst one.
 fn variants_table(out: &mut String, results: &[CellResult]) {
     let mut by: BTreeMap<&str, Vec<(f64, &str)>> = BTreeMap::new();
+    let mut rss: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for r in results {
         if let Some(x) = r.ratio_vs.get("hakmem") {
             by.entry(&r.allocator).or_default().push((*x, &r.workload));
+            let plain = results
+                .iter()
+                .find(|q| q.workload == r.workload && q.allocator == "hakmem");
+            if let Some(x) = plain.and_then(|q| rss_over(r, q)) {
+                rss.entry(&r.allocator).or_default().push(x);
+            }
         }
     }
     if by.is_empty() {
@@ -473,9 +498,9 @@ fn variants_table(out: &mut String, results: &[CellResult]) {
     );
     let _ = writeln!(
         out,
-        "| variant | rows | geomean | highest | its row | lowest | its row |"
+        "| variant | rows | geomean | highest | its row | lowest | its row | peak RSS geomean (variant / hakmem) |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---|---:|---|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---|---:|---|---:|");
     for (name, v) in by {
         let xs: Vec<f64> = v.iter().map(|p| p.0).collect();
         let (mut lo, mut hi) = (v[0], v[0]);
@@ -489,7 +514,7 @@ fn variants_table(out: &mut String, results: &[CellResult]) {
         }
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             escape_cell(name),
             v.len(),
             opt(geomean(&xs), fmt_ratio),
@@ -497,26 +522,314 @@ fn variants_table(out: &mut String, results: &[CellResult]) {
             hi.1,
             fmt_ratio(lo.0),
             lo.1,
+            opt(rss.get(name).and_then(|v| geomean(v)), fmt_ratio),
         );
     }
     let _ = writeln!(out);
 }
 
-pub fn render_markdown(rec: &Record) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "# hakmem allocator comparison\n");
-    let _ = writeln!(out, "## Configuration record\n");
-    for (k, v) in &rec.config {
-        render_value(&mut out, k, v, 0);
+/// The row the summary speaks for: plain `hakmem` when the run has it, else the first
+/// hakmem row.
+fn summary_row(rec: &Record) -> Option<&str> {
+    let mut rows = rec
+        .results
+        .iter()
+        .chain(&rec.apps)
+        .map(|r| r.allocator.as_str())
+        .filter(|a| a.starts_with("hakmem"));
+    let first = rows.clone().next()?;
+    Some(if rows.any(|a| a == "hakmem") {
+        "hakmem"
+    } else {
+        first
+    })
+}
+
+/// `1.23×`, with [`UNSTABLE_MARK`] when one of the two rows is unstable.
+fn ratio_marked(x: Option<f64>, unstable: bool) -> String {
+    match x {
+        Some(x) if unstable => format!("{} {UNSTABLE_MARK}", fmt_ratio(x)),
+        Some(x) => fmt_ratio(x),
+        None => "–".into(),
+    }
+}
+
+/// `5`, or `5 (RSS 4)` when fewer units had an RSS ratio than a speed ratio.
+fn counts(g: &PeerGeomean) -> String {
+    if g.rss_n == g.speed_n {
+        g.speed_n.to_string()
+    } else {
+        format!("{} (RSS {})", g.speed_n, g.rss_n)
+    }
+}
+
+fn peer_label(p: &str) -> String {
+    if p == BEST_PEER {
+        "**best peer**".into()
+    } else {
+        escape_cell(p)
+    }
+}
+
+/// The top of the report: hakmem's geomean over each allocator (speed and peak RSS), on the
+/// workload matrix and on the real programs, then where hakmem loses to the best peer.
+fn summary_section(out: &mut String, rec: &Record) {
+    let _ = writeln!(out, "## Summary\n");
+    let Some(row) = summary_row(rec) else {
+        let _ = writeln!(out, "No hakmem row in this run: nothing to summarise.\n");
+        return;
+    };
+    let w = workload_pairs(&rec.results, row);
+    let a = app_pairs(&rec.apps, row);
+    let _ = writeln!(
+        out,
+        "`{}` over each allocator, geometric mean over the rows. **Speed**: > 1 = hakmem \
+         better (workloads: the run-by-run ratio of the row's table; real programs: the ratio \
+         of the medians of the figure). **Peak RSS**: hakmem's median peak RSS over the \
+         allocator's, < 1 = hakmem smaller. The **best peer** is, per row, the peer hakmem \
+         fares worst against on speed (glibc, the baseline, is not a peer); its RSS is against \
+         that same peer. {UNSTABLE_MARK}: one of the two rows is unstable.\n",
+        escape_cell(row)
+    );
+    if w.is_empty() {
+        let _ = writeln!(out, "Workload matrix: no comparison.\n");
+    } else {
+        let g = peer_geomeans(&w);
+        let n = workloads(&rec.results).len();
+        let _ = writeln!(out, "### Workload matrix ({n} workloads)\n");
+        let _ = writeln!(
+            out,
+            "| {} over | speed (> 1 = hakmem better) | peak RSS (< 1 = hakmem smaller) | workloads |",
+            escape_cell(row)
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|");
+        for x in &g {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                peer_label(&x.peer),
+                opt(x.speed, fmt_ratio),
+                opt(x.rss, fmt_ratio),
+                counts(x)
+            );
+        }
+        let _ = writeln!(out);
+    }
+    if !a.is_empty() {
+        let g = peer_geomeans(&a);
+        let n = workloads(&rec.apps).len();
+        let _ = writeln!(out, "### Real programs ({n} programs)\n");
+        let _ = writeln!(
+            out,
+            "| {} over | figure (> 1 = hakmem better) | CPU time (> 1 = hakmem less) | peak RSS (< 1 = hakmem smaller) | programs |",
+            escape_cell(row)
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+        for x in &g {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                peer_label(&x.peer),
+                opt(x.speed, fmt_ratio),
+                opt(x.cpu, fmt_ratio),
+                opt(x.rss, fmt_ratio),
+                counts(x)
+            );
+        }
+        let _ = writeln!(out);
+    }
+    let mut lost: Vec<(Pair, &str)> = losses(&w).into_iter().map(|p| (p, "")).collect();
+    lost.extend(losses(&a).into_iter().map(|p| (p, " (real program)")));
+    let _ = writeln!(out, "### Where hakmem loses to the best peer\n");
+    if lost.is_empty() {
+        let _ = writeln!(
+            out,
+            "Nowhere: on every row hakmem is at least as fast as its best peer.\n"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "Worst first; speed > 1 = hakmem better, peak RSS hakmem's over the peer's.\n"
+        );
+        let _ = writeln!(out, "| row | best peer | speed | peak RSS |");
+        let _ = writeln!(out, "|---|---|---:|---:|");
+        for (p, kind) in &lost {
+            let _ = writeln!(
+                out,
+                "| {}{kind} | {} | {} | {} |",
+                escape_cell(&p.unit),
+                escape_cell(&p.peer),
+                ratio_marked(p.speed, p.unstable),
+                opt(p.rss, fmt_ratio),
+            );
+        }
+        let _ = writeln!(out);
     }
     if !rec.skipped.is_empty() {
-        let _ = writeln!(out, "\n**Skipped:**\n");
+        let _ = writeln!(out, "**Skipped:**\n");
         for s in &rec.skipped {
             let _ = writeln!(out, "- {s}");
         }
+        let _ = writeln!(out);
     }
+}
 
-    let _ = writeln!(out, "\n## Results\n");
+/// The summary as plain text for the end of `cargo xtask bench` (and `cargo xtask report`).
+pub fn console_summary(rec: &Record) -> String {
+    let mut out = String::new();
+    let Some(row) = summary_row(rec) else {
+        return out;
+    };
+    let w = workload_pairs(&rec.results, row);
+    let a = app_pairs(&rec.apps, row);
+    let _ = writeln!(
+        out,
+        "\n== {row} over each allocator, geomean (speed > 1 = hakmem better; RSS = hakmem's \
+         over the peer's, < 1 = hakmem smaller) =="
+    );
+    for (title, pairs, what) in [
+        ("workload matrix", &w, "workloads"),
+        ("real programs", &a, "programs"),
+    ] {
+        if pairs.is_empty() {
+            continue;
+        }
+        let apps = std::ptr::eq(pairs, &a);
+        let _ = writeln!(
+            out,
+            "  {title:<18} {:>8} {}{:>8}  {what}",
+            if apps { "figure" } else { "speed" },
+            if apps {
+                format!("{:>8} ", "CPU")
+            } else {
+                String::new()
+            },
+            "RSS"
+        );
+        for g in peer_geomeans(pairs) {
+            let f = |x: Option<f64>| x.map(fmt_ratio).unwrap_or_else(|| "–".into());
+            let _ = writeln!(
+                out,
+                "  {:<18} {:>8} {}{:>8}  {}",
+                g.peer,
+                f(g.speed),
+                if apps {
+                    format!("{:>8} ", f(g.cpu))
+                } else {
+                    String::new()
+                },
+                f(g.rss),
+                counts(&g)
+            );
+        }
+    }
+    let lost: Vec<String> = losses(&w)
+        .iter()
+        .chain(losses(&a).iter())
+        .map(|p| {
+            format!(
+                "{} vs {} {}{} (RSS {})",
+                p.unit,
+                p.peer,
+                p.speed.map(fmt_ratio).unwrap_or_default(),
+                if p.unstable { UNSTABLE_MARK } else { "" },
+                p.rss.map(fmt_ratio).unwrap_or_else(|| "–".into())
+            )
+        })
+        .collect();
+    if lost.is_empty() {
+        let _ = writeln!(out, "  loses to the best peer: nowhere");
+    } else {
+        let _ = writeln!(out, "  loses to the best peer: {}", lost.join(", "));
+    }
+    out
+}
+
+/// Per hakmem row, its median peak RSS over that of each allocator of the workload, and over
+/// that of the best peer (on speed) of the row; geomeans over the plain `hakmem` rows.
+fn rss_matrix(
+    out: &mut String,
+    results: &[CellResult],
+    hak_rows: &[&CellResult],
+    peers: &[String],
+) {
+    let _ = writeln!(
+        out,
+        "## Per workload: hakmem's peak RSS over each allocator's (< 1 = hakmem smaller)\n\n\
+         Ratio of the medians of the peak RSS; the best peer is the one of the speed table \
+         above (the peer hakmem fares worst against on speed).\n"
+    );
+    let _ = writeln!(
+        out,
+        "| workload | hakmem row | {} | vs best peer |",
+        peers.join(" | ")
+    );
+    let _ = writeln!(out, "|---|---|{}---:|", "---:|".repeat(peers.len()));
+    let cell_of = |w: &str, a: &str| results.iter().find(|q| q.workload == w && q.allocator == a);
+    let mut per_peer: Vec<Vec<f64>> = vec![Vec::new(); peers.len()];
+    let mut vs_best = Vec::new();
+    for r in hak_rows {
+        let plain = r.allocator == "hakmem" && r.served_by_hakmem != Some(false);
+        let mut cells: Vec<String> = peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let x = cell_of(&r.workload, p)
+                    .filter(|q| q.allocator != r.allocator)
+                    .and_then(|q| rss_over(r, q));
+                if let (Some(x), true) = (x, plain) {
+                    per_peer[i].push(x);
+                }
+                opt(x, fmt_ratio)
+            })
+            .collect();
+        let best = best_peer(&r.ratio_vs)
+            .and_then(|(p, _)| Some((p, rss_over(r, cell_of(&r.workload, p)?)?)));
+        cells.push(match best {
+            Some((p, x)) => {
+                if plain {
+                    vs_best.push(x);
+                }
+                format!("{} {}", fmt_ratio(x), escape_cell(p))
+            }
+            None => "–".into(),
+        });
+        row3(out, &r.workload, &r.allocator, &cells.join(" | "));
+    }
+    let mut g: Vec<String> = per_peer
+        .iter()
+        .map(|v| opt(geomean(v), fmt_ratio))
+        .collect();
+    g.push(opt(geomean(&vs_best), fmt_ratio));
+    let _ = writeln!(out, "| **geomean** | hakmem | {} |\n", g.join(" | "));
+}
+
+pub fn render_markdown(rec: &Record) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# hakmem allocator comparison\n");
+    let text = |k: &str| rec.config.get(k).map(scalar_text);
+    let commit = text("commit").map(|c| c.chars().take(12).collect::<String>());
+    let _ = writeln!(
+        out,
+        "Run of {} at commit `{}`{}{}. The configuration of every figure (command, environment, \
+         build flags, machine, versions) is recorded at the end, under \
+         [Configuration record](#configuration-record).\n",
+        text("date").unwrap_or_else(|| "an unknown date".into()),
+        commit.unwrap_or_else(|| "?".into()),
+        if rec.config.get("dirty") == Some(&Value::Bool(true)) {
+            " (dirty)"
+        } else {
+            ""
+        },
+        if rec.config.get("quick") == Some(&Value::Bool(true)) {
+            ", `--quick`"
+        } else {
+            ""
+        },
+    );
+    summary_section(&mut out, rec);
+
+    let _ = writeln!(out, "## Results\n");
     let _ = writeln!(
         out,
         "Median of the runs; min–max in the next column. Peak RSS is the median \
@@ -597,10 +910,11 @@ pub fn render_markdown(rec: &Record) -> String {
     if !hak_rows.is_empty() && !peers.is_empty() {
         let _ = writeln!(
             out,
-            "## Summary: hakmem ratio vs each allocator (> 1 = hakmem better)\n\n\
+            "## Per workload: hakmem's speed over each allocator (> 1 = hakmem better)\n\n\
              The best peer is, per row, the peer of this run that hakmem fares worst against \
              (its smallest ratio) among all the peers in the run; glibc, the baseline, is not a \
-             peer. Geomeans are over the plain `hakmem` rows.\n"
+             peer. Geomeans are over the plain `hakmem` rows. The peak RSS of the same rows \
+             follows in the next table.\n"
         );
         let _ = writeln!(
             out,
@@ -658,6 +972,7 @@ pub fn render_markdown(rec: &Record) -> String {
                  workload's table).\n"
             );
         }
+        rss_matrix(&mut out, &rec.results, &hak_rows, &peers);
     }
     variants_table(&mut out, &rec.results);
 
@@ -755,7 +1070,56 @@ pub fn render_markdown(rec: &Record) -> String {
         }
         let _ = writeln!(out);
     }
+    let _ = writeln!(out, "## Configuration record\n");
+    for (k, v) in &rec.config {
+        render_value(&mut out, k, v, 0);
+    }
     out
+}
+
+/// `cargo xtask report <record.json> [--out DIR]`: renders the Markdown report and the chart
+/// of a saved record again (`<stem>.md`, `<stem>.svg` in DIR, by default the record's
+/// folder), and prints the summary.
+pub fn rerender(record: &std::path::Path, out: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let text = std::fs::read_to_string(record)
+        .with_context(|| format!("cannot read {}", record.display()))?;
+    let rec: Record = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a bench record", record.display()))?;
+    let dir = match out {
+        Some(d) => d.to_path_buf(),
+        None => record
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."))
+            .to_path_buf(),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let stem = record
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("record");
+    let quick = rec.config.get("quick") == Some(&Value::Bool(true));
+    let svg = crate::chart::render_svg(&rec.results, &chart_title(quick))?;
+    for (ext, body) in [("md", render_markdown(&rec)), ("svg", svg)] {
+        let p = dir.join(format!("{stem}.{ext}"));
+        std::fs::write(&p, body).with_context(|| format!("cannot write {}", p.display()))?;
+        println!(
+            "{}: {}",
+            if ext == "md" { "report" } else { "chart " },
+            p.display()
+        );
+    }
+    print!("{}", console_summary(&rec));
+    Ok(())
+}
+
+/// The chart's title.
+pub fn chart_title(quick: bool) -> String {
+    format!(
+        "hakmem over the best peer per workload{}",
+        if quick { " (quick)" } else { "" }
+    )
 }
 
 #[cfg(test)]
@@ -810,13 +1174,29 @@ mod tests {
     }
 
     #[test]
-    fn markdown_has_config_first_then_tables() {
+    fn markdown_opens_with_the_summary_and_ends_with_the_config() {
         let md = render_markdown(&sample_record());
+        let summary = md.find("## Summary").unwrap();
+        let geo = md.find("| mimalloc | 1.50× | 1.00× | 1 |").unwrap();
+        let losses = md.find("### Where hakmem loses to the best peer").unwrap();
+        let table = md.find("### larson-t1").unwrap();
+        let per = md.find("## Per workload: hakmem's speed").unwrap();
+        let rss = md.find("## Per workload: hakmem's peak RSS").unwrap();
         let cfg = md.find("## Configuration record").unwrap();
         let commit = md.find("**commit**: `abc123`").unwrap();
-        let table = md.find("### larson-t1").unwrap();
-        let summary = md.find("## Summary").unwrap();
-        assert!(cfg < commit && commit < table && table < summary, "{md}");
+        assert!(
+            summary < geo && geo < losses && losses < table && table < per && per < rss,
+            "{md}"
+        );
+        assert!(rss < cfg && cfg < commit, "{md}");
+        assert!(md.contains("at commit `abc123` (dirty)"), "{md}");
+        assert!(md.contains("| glibc | 2.50× | 1.00× | 1 |"), "{md}");
+        assert!(md.contains("| **best peer** | 1.50× | 1.00× | 1 |"), "{md}");
+        assert!(md.contains("Nowhere: on every row"), "{md}");
+        assert!(
+            md.contains("| larson-t1 | hakmem | 1.00× | 1.00× | 1.00× mimalloc |"),
+            "{md}"
+        );
         // Per-workload table row for hakmem with its ratios (3/1, 4/2 -> 2.5; 1, 2 -> 1.5).
         assert!(md.contains("2.50× vs glibc"), "{md}");
         assert!(md.contains("1.50× vs mimalloc"), "{md}");
@@ -1104,5 +1484,70 @@ mod tests {
         assert_eq!(fmt_num(0.01234), "0.0123");
         assert_eq!(fmt_num(0.0), "0");
         assert_eq!(fmt_ratio(1.0), "1.00×");
+    }
+
+    #[test]
+    fn summary_lists_losses_and_real_programs_and_round_trips() {
+        let mk = |w: &str, a: &str, v: f64, rss: f64| CellRaw {
+            workload: w.into(),
+            allocator: a.into(),
+            is_hakmem: a.starts_with("hakmem"),
+            threads: 1,
+            metric: "ops_per_sec".into(),
+            higher_is_better: true,
+            runs: vec![RunSample {
+                value: Some(v),
+                peak_rss_kb: Some(rss),
+                cpu_s: Some(1.0),
+                served_by_hakmem: a.starts_with("hakmem").then_some(true),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let results = finalize(&[
+            mk("w", "glibc", 100.0, 1024.0),
+            mk("w", "hakmem", 100.0, 2048.0),
+            mk("w", "tcmalloc", 400.0, 1024.0),
+        ]);
+        let apps = finalize(&[
+            mk("redis", "hakmem", 50.0, 100.0),
+            mk("redis", "snmalloc", 100.0, 400.0),
+        ]);
+        let rec = Record {
+            results,
+            apps,
+            ..Default::default()
+        };
+        let md = render_markdown(&rec);
+        assert!(md.contains("| tcmalloc | 0.25× | 2.00× | 1 |"), "{md}");
+        assert!(md.contains("### Real programs (1 programs)"), "{md}");
+        assert!(
+            md.contains("| snmalloc | 0.50× | 1.00× | 0.25× | 1 |"),
+            "{md}"
+        );
+        assert!(md.contains("| w | tcmalloc | 0.25× | 2.00× |"), "{md}");
+        assert!(
+            md.contains("| redis (real program) | snmalloc | 0.50× | 0.25× |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| w | hakmem | 2.00× | 2.00× | 2.00× tcmalloc |"),
+            "the RSS table: {md}"
+        );
+        let c = console_summary(&rec);
+        assert!(
+            c.contains("tcmalloc") && c.contains("0.25×    2.00×"),
+            "{c}"
+        );
+        assert!(
+            c.contains("loses to the best peer: w vs tcmalloc 0.25× (RSS 2.00×)"),
+            "{c}"
+        );
+        // A saved record renders the same report again.
+        let back: Record = serde_json::from_str(&serde_json::to_string(&rec).unwrap()).unwrap();
+        assert_eq!(render_markdown(&back), md);
+        let old = serde_json::to_string(&sample_record()).unwrap();
+        let back: Record = serde_json::from_str(&old).unwrap();
+        assert_eq!(render_markdown(&back), render_markdown(&sample_record()));
     }
 }
