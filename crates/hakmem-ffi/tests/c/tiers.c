@@ -271,7 +271,10 @@ static void t_remote(void) {
         pthread_join(a, NULL);
         pthread_join(b, NULL);
         unsigned long long c1 = have_hakmem() ? stat_now(tiers[t].counter) : 0;
-        unsigned long long want = (unsigned long long)x.n * (ROUNDS - 1);
+        /* Not every one of B's frees counts as remote: frees B still holds back when A has
+         * exited go to the slab's adopter as local ones (seen: 3072 of 72000 uncounted, once
+         * in about 30 runs, more than the one round of slack this had). Two rounds of slack. */
+        unsigned long long want = (unsigned long long)x.n * (ROUNDS - 2);
         CHECK(x.failures == 0, "remote: %d corrupted blocks of %zu bytes", x.failures, x.size);
         if (have_hakmem())
             CHECK(c1 - c0 >= want,
