@@ -288,28 +288,13 @@ impl<const SHIFT: u32> Runs<SHIFT> {
         // SAFETY: every segment on the list is a live run segment; the lock serialises the
         // headers.
         unsafe {
-            if self.best_fit {
-                let mut best: Option<(*mut RunSegment, usize, FitKey)> = None;
-                while !seg.is_null() {
-                    if let Some((i, key)) = find_best(&mut *seg, n, align)
-                        && best.is_none_or(|b| key < b.2)
-                    {
-                        best = Some((seg, i, key));
-                        if key == (0, n) {
-                            break;
-                        }
-                    }
-                    seg = (*seg).next;
-                }
-                if let Some((seg, i, _)) = best {
-                    return self.take(seg, i, n);
-                }
-            }
-            while !seg.is_null() {
-                if let Some(i) = find(&mut *seg, n, align) {
-                    return self.take(seg, i, n);
-                }
-                seg = (*seg).next;
+            let found = if self.best_fit {
+                best_fit(seg, n, align)
+            } else {
+                first_fit(seg, n, align)
+            };
+            if let Some((seg, i)) = found {
+                return self.take(seg, i, n);
             }
             // No lock while the OS is asked: the page source may reclaim (taking this lock).
             drop(segs);
@@ -596,19 +581,26 @@ fn first_used(used: &[u64; WORDS], from: usize, to: usize) -> Option<usize> {
 
 /// Sets (`on`) or clears bits `from..from + n`, a word at a time.
 fn mark(bits: &mut [u64; WORDS], from: usize, n: usize, on: bool) {
-    let (mut i, end) = (from, from + n);
-    while i < end {
-        let w = i / 64;
-        let lo = i % 64;
-        let hi = (end - w * 64).min(64);
-        let mask = (u64::MAX >> (64 - (hi - lo))) << lo;
+    for (w, mask) in word_masks(from, from + n) {
         if on {
             bits[w] |= mask;
         } else {
             bits[w] &= !mask;
         }
-        i = w * 64 + hi;
     }
+}
+
+/// The words covering bits `from..to`, each with the mask of its bits in the range.
+fn word_masks(from: usize, to: usize) -> impl Iterator<Item = (usize, u64)> {
+    let mut i = from;
+    core::iter::from_fn(move || {
+        (i < to).then(|| {
+            let (w, lo) = (i / 64, i % 64);
+            let hi = (to - w * 64).min(64);
+            i = w * 64 + hi;
+            (w, (u64::MAX >> (64 - (hi - lo))) << lo)
+        })
+    })
 }
 
 /// Index of the first free page at or after `from` (PAGES if none).
@@ -670,6 +662,50 @@ fn find(seg: &mut RunSegment, n: usize, align: usize) -> Option<usize> {
     None
 }
 
+/// First fit over the segment list from `seg`: the first segment with room, its lowest fit.
+///
+/// # Safety
+/// Every segment on the list is live and the caller holds the engine's lock.
+unsafe fn first_fit(
+    mut seg: *mut RunSegment,
+    n: usize,
+    align: usize,
+) -> Option<(*mut RunSegment, usize)> {
+    // SAFETY: forwarded contract.
+    while let Some(s) = unsafe { seg.as_mut() } {
+        if let Some(i) = find(s, n, align) {
+            return Some((seg, i));
+        }
+        seg = s.next;
+    }
+    None
+}
+
+/// Best fit over the segment list from `seg` (see [`find_best`]).
+///
+/// # Safety
+/// As for [`first_fit`].
+unsafe fn best_fit(
+    mut seg: *mut RunSegment,
+    n: usize,
+    align: usize,
+) -> Option<(*mut RunSegment, usize)> {
+    let mut best: Option<(*mut RunSegment, usize, FitKey)> = None;
+    // SAFETY: forwarded contract.
+    while let Some(s) = unsafe { seg.as_mut() } {
+        if let Some((i, key)) = find_best(s, n, align)
+            && best.is_none_or(|b| key < b.2)
+        {
+            best = Some((seg, i, key));
+            if key == (0, n) {
+                break; // an exact fit of resident pages: nothing beats it
+            }
+        }
+        seg = s.next;
+    }
+    best.map(|(seg, i, _)| (seg, i))
+}
+
 /// How good a best-fit candidate is (lower is better): fresh pages it touches, then the
 /// length of its free fragment.
 type FitKey = (usize, usize);
@@ -707,16 +743,9 @@ fn find_best(seg: &mut RunSegment, n: usize, align: usize) -> Option<(usize, Fit
 
 /// The number of bits set in `from..to`.
 fn count_set(bits: &[u64; WORDS], from: usize, to: usize) -> usize {
-    let (mut i, mut n) = (from, 0);
-    while i < to {
-        let w = i / 64;
-        let lo = i % 64;
-        let hi = (to - w * 64).min(64);
-        let mask = (u64::MAX >> (64 - (hi - lo))) << lo;
-        n += (bits[w] & mask).count_ones() as usize;
-        i = w * 64 + hi;
-    }
-    n
+    word_masks(from, to)
+        .map(|(w, mask)| (bits[w] & mask).count_ones() as usize)
+        .sum()
 }
 
 /// The length in pages of the live run starting at page `i` (0: no live run starts there).
@@ -757,6 +786,9 @@ mod tests {
         let mut u = [0u64; WORDS];
         assert_eq!(first_used(&u, 0, PAGES), None);
         mark(&mut u, 70, 3, true);
+        assert_eq!(count_set(&u, 0, PAGES), 3);
+        assert_eq!(count_set(&u, 71, 200), 2);
+        assert_eq!(count_set(&u, 0, 70), 0);
         assert_eq!(first_used(&u, 0, PAGES), Some(70));
         assert_eq!(first_used(&u, 71, 200), Some(71));
         assert_eq!(first_used(&u, 73, PAGES), None);
