@@ -26,7 +26,8 @@
 //! `HAKMEM_ON_ERROR` (`abort`/`warn`: what a detected heap misuse does after its report),
 //! `HAKMEM_SECURE` (`0`/`1`: the hardened mode),
 //! `HAKMEM_GUARD_SAMPLE` (`0` = off; `N`: one allocation in `N` gets a guard-page block, see
-//! [`crate::guard`]; the sampling is done by the slab engine's slow path).
+//! [`crate::guard`]; the sampling is done by the slab engine's slow path),
+//! `HAKMEM_PURGE_THREAD` (`auto`/`off`/`on`: the background purger, [`crate::purger`]).
 //! `docs/CONFIGURATION.md` describes each.
 
 // Plain std atomics: read-once configuration is not a structure the loom models check.
@@ -58,6 +59,19 @@ pub enum Thp {
     /// Forbid huge pages (`MADV_NOHUGEPAGE`) on all of hakmem's memory.
     Off,
     /// Ask for huge pages on all of hakmem's memory.
+    On,
+}
+
+/// `HAKMEM_PURGE_THREAD`: when the background purger ([`crate::purger`]) runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PurgeThread {
+    /// In a multi-threaded process from its first purgeable memory; in a single-threaded one
+    /// only after a burst of frees (a thread would cost it glibc's single-threaded
+    /// behaviour: `fork` from a signal handler, lock-free stdio and `shared_ptr` counts).
+    Auto,
+    /// Never: purges run on allocator slow paths and trims only.
+    Off,
+    /// From the first purgeable memory, in any process.
     On,
 }
 
@@ -168,6 +182,9 @@ pub struct Config {
     /// allocator ([`crate::guard`]); 0 (the default): none. The slab engine's slow path
     /// samples; this is only the rate.
     pub guard_sample: u32,
+    /// `HAKMEM_PURGE_THREAD`: when a background thread runs the purge passes
+    /// ([`crate::purger`]).
+    pub purge_thread: PurgeThread,
 }
 
 impl Config {
@@ -205,6 +222,7 @@ impl Config {
             on_error: OnError::Abort,
             secure: false,
             guard_sample: 0,
+            purge_thread: PurgeThread::Auto,
         }
     }
 
@@ -291,6 +309,20 @@ pub fn parse_on_error(value: &[u8]) -> Option<OnError> {
     }
 }
 
+/// Parses an `HAKMEM_PURGE_THREAD` value.
+pub fn parse_purge_thread(value: &[u8]) -> Option<PurgeThread> {
+    [
+        (&b"auto"[..], PurgeThread::Auto),
+        (b"off", PurgeThread::Off),
+        (b"0", PurgeThread::Off),
+        (b"on", PurgeThread::On),
+        (b"1", PurgeThread::On),
+    ]
+    .into_iter()
+    .find(|(w, _)| value.eq_ignore_ascii_case(w))
+    .map(|(_, t)| t)
+}
+
 /// Parses a THP setting.
 pub fn parse_thp(value: &[u8]) -> Option<Thp> {
     [
@@ -323,7 +355,7 @@ pub fn parse_u32(value: &[u8]) -> Option<u32> {
 
 /// Every variable hakmem reads. A name in the environment that starts with `HAKMEM_` and is not
 /// here gets one warning ([`warn_unknown`]), so a variable read anywhere must be listed.
-pub const VARIABLES: [&str; 19] = [
+pub const VARIABLES: [&str; 20] = [
     "HAKMEM_MODE",
     "HAKMEM_TINY_POOL",
     "HAKMEM_POOL",
@@ -342,6 +374,7 @@ pub const VARIABLES: [&str; 19] = [
     "HAKMEM_ON_ERROR",
     "HAKMEM_SECURE",
     "HAKMEM_GUARD_SAMPLE",
+    "HAKMEM_PURGE_THREAD",
     // Read by the exit report (`crate::report`), not by the parser.
     "HAKMEM_STATS_FILE",
 ];
@@ -650,6 +683,17 @@ pub fn parse_with(
             d.guard_sample,
             "0",
         ),
+        purge_thread: read(
+            l,
+            w,
+            Var {
+                name: c"HAKMEM_PURGE_THREAD",
+                parse: parse_purge_thread,
+                valid: "auto, off (0), on (1)",
+            },
+            d.purge_thread,
+            "auto",
+        ),
     }
 }
 
@@ -893,6 +937,12 @@ mod tests {
                 "4294967296",
                 "0 (off) or a whole number 1 to 4294967295",
                 "0",
+            ),
+            (
+                "HAKMEM_PURGE_THREAD",
+                "maybe",
+                "auto, off (0), on (1)",
+                "auto",
             ),
         ];
         // Every variable the parser reads is covered.

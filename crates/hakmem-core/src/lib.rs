@@ -42,6 +42,8 @@ pub mod policy;
 #[cfg(not(loom))]
 pub mod purge;
 #[cfg(not(loom))]
+pub mod purger;
+#[cfg(not(loom))]
 pub mod report;
 #[cfg(not(loom))]
 pub mod run;

@@ -199,6 +199,29 @@ pub unsafe fn grow_in_place(p: *mut u8, old: usize, new: usize) -> bool {
     q != libc::MAP_FAILED
 }
 
+/// Whether the process has never had a second thread (glibc's `__libc_single_threaded`; false
+/// where there is no such flag).
+pub fn single_threaded() -> bool {
+    #[cfg(target_env = "gnu")]
+    {
+        unsafe extern "C" {
+            static __libc_single_threaded: core::ffi::c_char;
+        }
+        // SAFETY: glibc's flag lives as long as the process; only glibc writes it (to 0, when a
+        // thread is created), and a byte load is what its manual allows.
+        let flag = unsafe {
+            core::sync::atomic::AtomicU8::from_ptr(
+                (&raw const __libc_single_threaded).cast_mut().cast(),
+            )
+        };
+        flag.load(core::sync::atomic::Ordering::Relaxed) != 0
+    }
+    #[cfg(not(target_env = "gnu"))]
+    {
+        false
+    }
+}
+
 /// Milliseconds of a monotonic clock (the coarse clock: a vDSO read, no system call, no
 /// allocation; resolution a few milliseconds).
 pub fn now_ms() -> u64 {

@@ -113,7 +113,7 @@ pub(crate) fn register(pool: &'static SlabPool) {
     }
 }
 
-fn each(f: impl Fn(&'static SlabPool)) {
+fn each(mut f: impl FnMut(&'static SlabPool)) {
     for slot in &POOLS {
         // SAFETY: slots hold null or a `&'static SlabPool` stored by `register`.
         if let Some(p) = unsafe { slot.load(Ordering::Acquire).as_ref() } {
@@ -125,9 +125,10 @@ fn each(f: impl Fn(&'static SlabPool)) {
 /// A purge pass over every pool, if the last one was at least half a delay ago. Called from
 /// slow paths; cheap when it is not time (a clock read and a load). `local`: the caller is
 /// outside every heap operation, so the pass also trims the calling thread's heaps first.
+/// While the background purger serves, it runs the passes and this only trims.
 pub fn tick(local: bool) {
     let cfg = config::get();
-    if cfg.free_policy == FreePolicy::Keep {
+    if cfg.free_policy == FreePolicy::Keep || (!local && crate::purger::running()) {
         return;
     }
     let now = os::now_ms();
@@ -142,9 +143,56 @@ pub fn tick(local: bool) {
         if local {
             each(|p| p.trim_local());
         }
-        each(|p| p.purge(now, false));
-        crate::run::purge(now, false);
+        if !crate::purger::running() {
+            pass(now, false);
+            crate::purger::pass_ran();
+        }
     }
+}
+
+/// A pass at `now` over the pools, the page runs and what the layers above keep (the age
+/// hook); returns the bytes still waiting for a later pass. `background`: the purger thread's,
+/// which only tries locks.
+fn pass(now: u64, background: bool) -> usize {
+    let mut waiting = 0;
+    each(|p| waiting += p.purge(now, false, background));
+    waiting += crate::run::purge(now, false, background);
+    let f = AGE_HOOK.load(Ordering::Acquire);
+    if f != 0 {
+        // SAFETY: the word was stored from a `fn(u64) -> usize` by `set_age_hook`.
+        let f: fn(u64) -> usize = unsafe { core::mem::transmute::<usize, fn(u64) -> usize>(f) };
+        waiting += f(now);
+    }
+    waiting
+}
+
+/// The background purger's pass ([`crate::purger`]): the bytes still waiting. Every
+/// `outside`-th call also trims the threads' heaps from outside (what they hold unused while
+/// they idle: see `SlabPool::trim_others`).
+pub(crate) fn background_pass(now: u64, outside: bool) -> usize {
+    let mut waiting = 0;
+    if outside {
+        each(|p| waiting += !p.trim_others(false, true) as usize);
+    }
+    pass(now, true) + waiting
+}
+
+/// A pass now, whatever the clock, for the purger's decision to start (see
+/// `purger::notify`): the bytes still waiting.
+pub(crate) fn measure_pass() -> usize {
+    let now = os::now_ms();
+    LAST_PASS.store(now, Ordering::Relaxed);
+    pass(now, false)
+}
+
+/// `fn(now) -> usize` aging what the layers above core keep (the facade installs the
+/// BigCache's trim; 0: none); returns the bytes still kept.
+static AGE_HOOK: AtomicUsize = AtomicUsize::new(0);
+
+/// Installs `f` as the part of every purge pass that ages what the layers above core keep.
+/// The same rules as [`set_reclaim_hook`]'s.
+pub fn set_age_hook(f: fn(u64) -> usize) {
+    AGE_HOOK.store(f as usize, Ordering::Release);
 }
 
 /// `fn()` releasing what the layers above core keep (the facade installs the BigCache's
@@ -165,8 +213,10 @@ pub fn set_reclaim_hook(f: fn()) {
 pub fn reclaim() {
     let now = os::now_ms();
     LAST_PASS.store(now, Ordering::Relaxed);
-    each(|p| p.purge(now, true));
-    crate::run::purge(now, true);
+    each(|p| {
+        p.purge(now, true, false);
+    });
+    let _ = crate::run::purge(now, true, false);
     let f = RECLAIM_HOOK.load(Ordering::Acquire);
     if f != 0 {
         // SAFETY: the word was stored from a `fn()` by `set_reclaim_hook`.
@@ -176,14 +226,20 @@ pub fn reclaim() {
     crate::stats::RECLAIMS.add(1);
 }
 
-/// Trims the calling thread's heaps and purges every pool now, whatever the delay
-/// (`malloc_trim`).
+/// Trims the calling thread's heaps, takes from the other threads' heaps what they hold
+/// unused (full slabs whose blocks were all freed, empty slabs), and purges every pool now,
+/// whatever the delay (`malloc_trim`).
 pub fn trim() {
     let now = os::now_ms();
     LAST_PASS.store(now, Ordering::Relaxed);
     each(|p| p.trim_local());
-    each(|p| p.purge(now, true));
-    crate::run::purge(now, true);
+    each(|p| {
+        p.trim_others(true, false);
+    });
+    each(|p| {
+        p.purge(now, true, false);
+    });
+    let _ = crate::run::purge(now, true, false);
 }
 
 #[cfg(test)]

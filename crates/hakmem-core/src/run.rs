@@ -178,10 +178,10 @@ pub fn in_use_bytes() -> u64 {
     RUNS.in_use_bytes() + BIG_RUNS.in_use_bytes()
 }
 
-/// A purge pass over both engines (see [`Runs::purge`]).
-pub fn purge(now: u64, force: bool) {
-    RUNS.purge(now, force);
-    BIG_RUNS.purge(now, force);
+/// A purge pass over both engines (see [`Runs::purge`]); returns the bytes still waiting.
+/// `background`: only try the locks (a busy one counts as work left).
+pub fn purge(now: u64, force: bool, background: bool) -> usize {
+    RUNS.purge(now, force, background) + BIG_RUNS.purge(now, force, background)
 }
 
 impl<const SHIFT: u32> Runs<SHIFT> {
@@ -389,7 +389,7 @@ impl<const SHIFT: u32> Runs<SHIFT> {
             return os::keep_errno(|| unsafe { self.bad_free(p) });
         };
         let eager = crate::config::get().eager_purge();
-        os::keep_errno(|| {
+        let freed = os::keep_errno(|| {
             let mut segs = self.segs.lock();
             // SAFETY: `seg` is a live run segment; the lock serialises its header.
             unsafe {
@@ -397,7 +397,8 @@ impl<const SHIFT: u32> Runs<SHIFT> {
                 if n == 0 {
                     let (what, size) = Self::misuse(&*seg, p);
                     drop(segs);
-                    return crate::diag::fault(what, "free", p, size, 0);
+                    crate::diag::fault(what, "free", p, size, 0);
+                    return 0;
                 }
                 if eager {
                     // Keep the pages marked used while the lock is dropped for the system call
@@ -420,13 +421,20 @@ impl<const SHIFT: u32> Runs<SHIFT> {
                     if eager && segs.count > 1 {
                         unlink(&mut segs, seg);
                         drop(segs);
-                        return OS_PAGES.release(seg.cast(), Self::SEGMENT);
+                        OS_PAGES.release(seg.cast(), Self::SEGMENT);
+                        return 0;
                     }
                     (*seg).empty_since = os::now_ms().max(1);
                 }
+                if eager { 0 } else { n * Self::PAGE }
             }
         });
-        os::keep_errno(|| crate::purge::tick(false));
+        os::keep_errno(|| {
+            if freed != 0 {
+                crate::purger::notify(freed);
+            }
+            crate::purge::tick(false)
+        });
     }
 
     /// Marks the freed pages `i..i+n` dirty. When nothing went dirty in the segment for a whole
@@ -448,17 +456,25 @@ impl<const SHIFT: u32> Runs<SHIFT> {
         }
     }
 
-    /// A purge pass: dirty pages freed at least `delay_mult` purge delays ago (all of them when `force`) go
-    /// back to the OS, and segments empty for that long are unmapped (one is kept unless
-    /// `force`). Called by [`crate::purge::tick`] and [`crate::purge::trim`].
-    pub fn purge(&self, now: u64, force: bool) {
+    /// A purge pass: dirty pages freed at least `delay_mult` purge delays ago (all of them when
+    /// `force`) go back to the OS, and segments empty for that long are unmapped (one is kept
+    /// unless `force`). Returns the bytes still waiting for a later pass (dirty pages; an
+    /// empty segment to unmap counts one). `background`: only try the lock; busy counts one.
+    pub fn purge(&self, now: u64, force: bool, background: bool) -> usize {
         let cfg = crate::config::get();
         if cfg.free_policy == FreePolicy::Keep {
-            return;
+            return 0;
         }
         let delay = cfg.purge_delay_ms.saturating_mul(self.delay_mult);
         let due = |since: u64| since != 0 && (force || now.saturating_sub(since) >= delay);
-        let mut segs = self.segs.lock();
+        let mut waiting = 0;
+        let mut segs = match background {
+            true => match self.segs.try_lock() {
+                Some(l) => l,
+                None => return 1,
+            },
+            false => self.segs.lock(),
+        };
         let mut seg = segs.head;
         // SAFETY: every segment on the list is live; the lock serialises the headers (purging
         // free pages under it keeps them from being handed out meanwhile).
@@ -468,14 +484,22 @@ impl<const SHIFT: u32> Runs<SHIFT> {
                 if due((*seg).empty_since) && (force || segs.count > 1) {
                     unlink(&mut segs, seg);
                     OS_PAGES.release(seg.cast(), Self::SEGMENT);
-                } else if due((*seg).dirty_since) {
+                    seg = next;
+                    continue;
+                }
+                if due((*seg).dirty_since) {
                     // Nothing went dirty for a whole delay: every dirty page is due.
                     let all = force || due((*seg).last_dirtied);
                     Self::purge_dirty(seg, now, all);
                 }
+                if (*seg).dirty_since != 0 {
+                    waiting += count_set(&(*seg).dirty, 0, PAGES) * Self::PAGE;
+                }
+                waiting += ((*seg).empty_since != 0 && segs.count > 1) as usize;
                 seg = next;
             }
         }
+        waiting
     }
 
     /// Gives the dirty ranges of `seg` that were dirty at the previous pass (all of them when
@@ -939,7 +963,7 @@ mod tests {
             BIG_RUNS.free(p);
         }
         // After a forced purge the same pages read as zero and count as untouched again.
-        BIG_RUNS.purge(os::now_ms(), true);
+        BIG_RUNS.purge(os::now_ms(), true, false);
         let (q, zero) = BIG_RUNS.alloc_run(2 << 20, 1 << 20);
         assert!(!q.is_null());
         // SAFETY: `q` is a live run of 2 MiB.

@@ -258,13 +258,16 @@ mod lifecycle {
     use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
     use hakmem_core::config;
 
-    /// In lock order: the learner first (it takes the policy's writer lock inside, and no
-    /// thread takes it while holding a tier's lock).
-    fn fork_locks() -> [&'static hakmem_core::sync::RawLock; 7] {
+    /// In lock order (after the background purger's pass lock, taken by
+    /// `hakmem_core::purger::fork_prepare`): the learner (it takes the policy's writer lock inside, and no thread
+    /// takes it while holding a tier's lock), then the heap registry (a thread registers its
+    /// heap inside an allocation, an outside trim takes the pools' locks inside it).
+    fn fork_locks() -> [&'static hakmem_core::sync::RawLock; 8] {
         let [tiny] = hakmem_tiny::fork_locks();
         let [l2, l25] = hakmem_pool::fork_locks();
         [
             hakmem::learn::fork_lock(),
+            hakmem_core::slab::heap::registry_lock(),
             tiny,
             l2,
             l25,
@@ -339,7 +342,10 @@ mod lifecycle {
     static LOCKED_FOR_FORK: AtomicBool = AtomicBool::new(false);
 
     extern "C" fn before_fork() {
-        let lock = !libc_fork::single_threaded();
+        // First: the purger's pass ends and no other starts (see `hakmem_core::purger`); a
+        // process whose only other thread is the purger then forks as a single-threaded one.
+        hakmem_core::purger::fork_prepare();
+        let lock = !libc_fork::single_threaded() && !hakmem_core::purger::sole_companion();
         LOCKED_FOR_FORK.store(lock, Relaxed);
         if !lock {
             return;
@@ -350,6 +356,7 @@ mod lifecycle {
         }
     }
     extern "C" fn after_fork_parent() {
+        hakmem_core::purger::fork_parent();
         if !LOCKED_FOR_FORK.load(Relaxed) {
             return;
         }
@@ -360,6 +367,7 @@ mod lifecycle {
         libc_fork::unlock_file_list();
     }
     extern "C" fn after_fork_child() {
+        hakmem_core::purger::fork_child();
         if !LOCKED_FOR_FORK.load(Relaxed) {
             return;
         }
@@ -372,6 +380,7 @@ mod lifecycle {
 
     extern "C" fn on_load() {
         let _ = config::get();
+        hakmem_core::purger::fork_handled_elsewhere(); // the handlers below call the purger's
         // SAFETY: registering plain functions; glibc may call malloc here, which is ready.
         unsafe {
             libc::pthread_atfork(

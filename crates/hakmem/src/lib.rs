@@ -185,9 +185,20 @@ pub mod learn;
 static RECLAIM_HOOK: extern "C" fn() = {
     extern "C" fn set() {
         hakmem_core::purge::set_reclaim_hook(release_cached);
+        hakmem_core::purge::set_age_hook(age_cached);
     }
     set
 };
+
+/// A purge pass's step for the BigCache: releases entries past their age; returns the bytes
+/// still cached (for the background purger, which then comes back).
+fn age_cached(now: u64) -> usize {
+    if BIGCACHE_SET.load(Ordering::Acquire) == 0 {
+        return 0;
+    }
+    BIGCACHE.trim(now);
+    BIGCACHE.stats().cached_bytes
+}
 
 /// Gives every cached mapping back to the OS (the BigCache is lock-free: safe to run from
 /// inside any allocation).
@@ -256,6 +267,7 @@ unsafe fn free_large(p: *mut u8) {
         stats::LARGE_BYTES.sub_saturating(size as u64);
     }
     let mut cache = bigcache();
+    let len = origin.map_or(0, |(_, size)| size);
     if let Some((o, size)) = origin
         && o.site != 0
     {
@@ -267,7 +279,10 @@ unsafe fn free_large(p: *mut u8) {
     // SAFETY: forwarded contract.
     unsafe {
         match cache {
-            Some(c) => large::free_in(c, p),
+            Some(c) => {
+                large::free_in(c, p);
+                hakmem_core::purger::notify_fenced(len);
+            }
             None => large::free(p),
         }
     }
@@ -481,6 +496,7 @@ static REPORT_INIT: extern "C" fn() = {
 #[unsafe(link_section = ".fini_array")]
 static REPORT_AT_EXIT: extern "C" fn() = {
     extern "C" fn report() {
+        hakmem_core::purger::stop();
         let how = config::get().stats;
         if how != config::StatsReport::Off {
             hakmem_core::report::write(hakmem_core::report::format(&stats(), how).as_bytes());

@@ -26,7 +26,7 @@ use super::pool::slab_of;
 use super::remote::Block;
 use super::{Geometry, slab_size};
 use crate::os::thread_id;
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Ordering, RawLock};
 use core::cell::Cell;
 use core::marker::PhantomData;
 use core::ptr;
@@ -194,7 +194,46 @@ pub struct Heap<G: Geometry, const D: usize, const C: usize> {
     sample_every: Cell<u32>,
     sample_left: Cell<u32>,
     state: Cell<u8>,
+    /// The lock of the heap's slow paths: the owner holds it through each (nested calls count
+    /// in `depth`); another thread trimming the heap ([`trim_others`]) only tries it. The hot
+    /// paths never take it: they touch the current slabs, which an outside trim leaves alone.
+    busy: AtomicU32,
+    depth: Cell<u32>,
+    /// Outermost slow paths so far, and the count an outside trim saw last (an unchanged count
+    /// means the thread was idle in between).
+    slow_paths: Cell<u32>,
+    seen: Cell<u32>,
+    /// Links in the tier's list of set-up heaps (under [`HEAPS`]).
+    reg_prev: Cell<*const Self>,
+    reg_next: Cell<*const Self>,
+    registered: Cell<bool>,
+    /// Torn down at thread exit at least once: a late set-up does not register again (the
+    /// thread's TLS may go away after its last destructor round).
+    exited: Cell<bool>,
     _tier: PhantomData<G>,
+}
+
+/// Serialises the lists of set-up heaps of every tier (registration at set-up, removal at
+/// thread exit, walks by outside trims). Lock order: after the learner's, before the pools'.
+static HEAPS: RawLock = RawLock::new();
+
+/// The lock of the set-up heaps' lists, for `fork` handlers.
+pub fn registry_lock() -> &'static RawLock {
+    &HEAPS
+}
+
+/// The owner's hold on its heap's slow-path lock (released when dropped).
+struct SlowPath<'a, G: Geometry, const D: usize, const C: usize>(&'a Heap<G, D, C>);
+
+impl<G: Geometry, const D: usize, const C: usize> Drop for SlowPath<'_, G, D, C> {
+    #[inline]
+    fn drop(&mut self) {
+        let d = self.0.depth.get() - 1;
+        self.0.depth.set(d);
+        if d == 0 {
+            self.0.busy.store(0, Ordering::Release);
+        }
+    }
 }
 
 impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
@@ -222,8 +261,30 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
             sample_every: Cell::new(0),
             sample_left: Cell::new(0),
             state: Cell::new(UNINIT),
+            busy: AtomicU32::new(0),
+            depth: Cell::new(0),
+            slow_paths: Cell::new(0),
+            seen: Cell::new(0),
+            reg_prev: Cell::new(ptr::null()),
+            reg_next: Cell::new(ptr::null()),
+            registered: Cell::new(false),
+            exited: Cell::new(false),
             _tier: PhantomData,
         }
+    }
+
+    /// Enters a slow path: takes the heap's lock unless this thread holds it already.
+    #[inline]
+    fn enter(&self) -> SlowPath<'_, G, D, C> {
+        let d = self.depth.get();
+        if d == 0 {
+            while self.busy.swap(1, Ordering::Acquire) != 0 {
+                core::hint::spin_loop(); // an outside trim, done in microseconds
+            }
+            self.slow_paths.set(self.slow_paths.get().wrapping_add(1));
+        }
+        self.depth.set(d + 1);
+        SlowPath(self)
     }
 
     /// Pops a block from the slab serving direct index `d` (the hot path); `size` is the
@@ -265,6 +326,8 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
             && self.sample_every.get() == 0
             && self.sample_left.get() == 0
             && self.state.get() == UNINIT
+            && self.depth.get() == 0
+            && !self.registered.get()
     }
 
     fn init(&self) {
@@ -277,8 +340,89 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
         self.tid.set(thread_id() | if secure { SECURE } else { 0 });
         self.id.set(NEXT_ID.fetch_add(1, Ordering::Relaxed));
         self.state.set(ACTIVE);
+        if !self.exited.get() {
+            self.register();
+        }
         // Last: registering may allocate (and so re-enter this heap, now active).
         register_exit::<G, D, C>(self);
+    }
+
+    /// Adds the heap to its tier's list of set-up heaps, for outside trims.
+    fn register(&self) {
+        let pool = G::pool();
+        HEAPS.lock();
+        let head = pool
+            .heaps
+            .load(Ordering::Relaxed)
+            .cast_const()
+            .cast::<Self>();
+        self.reg_prev.set(ptr::null());
+        self.reg_next.set(head);
+        // SAFETY: listed heaps are live (a heap leaves the list before its thread's TLS goes).
+        if let Some(h) = unsafe { head.as_ref() } {
+            h.reg_prev.set(self);
+        }
+        pool.heaps
+            .store((self as *const Self).cast_mut().cast(), Ordering::Relaxed);
+        self.registered.set(true);
+        pool.set_outside_trim(trim_others::<G, D, C>);
+        // SAFETY: taken above.
+        unsafe { HEAPS.unlock() };
+    }
+
+    /// Takes the heap off its tier's list (thread exit; waits for a trim walking the list).
+    fn unregister(&self) {
+        if !self.registered.get() {
+            return;
+        }
+        let pool = G::pool();
+        HEAPS.lock();
+        let (prev, next) = (self.reg_prev.get(), self.reg_next.get());
+        // SAFETY: listed heaps are live; the lock serialises the links.
+        match unsafe { prev.as_ref() } {
+            Some(p) => p.reg_next.set(next),
+            None => pool.heaps.store(next.cast_mut().cast(), Ordering::Relaxed),
+        }
+        // SAFETY: as above.
+        if let Some(n) = unsafe { next.as_ref() } {
+            n.reg_prev.set(prev);
+        }
+        self.registered.set(false);
+        // SAFETY: taken above.
+        unsafe { HEAPS.unlock() };
+    }
+
+    /// An outside trim (another thread, holding [`HEAPS`] and this heap's lock): unlinks every
+    /// full slab whose blocks have all been freed (by other threads: the owner's own frees move
+    /// a full slab back to its available queue) and, when `empties`, the cached empty slabs;
+    /// returns them chained through `next`. Full slabs and the empty cache are only touched on
+    /// the owner's slow paths, which the lock keeps out.
+    fn take_unused(&self, empties: bool) -> *mut Slab {
+        let mut chain: *mut Slab = ptr::null_mut();
+        if self.state.get() != ACTIVE {
+            return chain;
+        }
+        for q in &self.full {
+            let mut p = q.head.get();
+            while let Some(s) = unsafe_ref(p) {
+                p = s.next.get();
+                if s.live() == 0 {
+                    q.remove(s);
+                    s.drop_remote(G::counters());
+                    s.next.set(chain);
+                    chain = s as *const Slab as *mut Slab;
+                }
+            }
+        }
+        if empties {
+            while let Some(s) = unsafe_ref(self.empty.get()) {
+                self.empty.set(s.next.get());
+                s.next.set(chain);
+                chain = s as *const Slab as *mut Slab;
+            }
+            self.empty_count.set(0);
+        }
+        chain
     }
 
     /// Points the direct entries of `class` at the head of its available queue, and moves the
@@ -321,6 +465,7 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
         if let Some(p) = G::divert(size) {
             return p;
         }
+        let _slow = self.enter();
         if self.state.get() != ACTIVE {
             self.init();
         }
@@ -482,6 +627,7 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
         if !self.owns(s) {
             return;
         }
+        let _slow = self.enter();
         let class = s.class.get() as usize;
         let was_head = core::ptr::eq(self.avail[class].head.get(), s);
         self.avail[class].remove(s);
@@ -529,6 +675,7 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
         if self.state.get() != ACTIVE {
             return;
         }
+        let _slow = self.enter();
         self.flush_quarantine();
         self.flush_pending();
         for class in 0..C {
@@ -590,6 +737,9 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
     /// with no live block to the pool's free list, the others abandoned for adoption, all
     /// under one acquisition of the pool lock. No block is touched.
     pub(crate) fn abandon_all(&self) {
+        let _slow = self.enter();
+        self.unregister();
+        self.exited.set(true);
         // First: held blocks may be of this heap's own slabs (adopted since), and count there.
         self.flush_quarantine();
         self.flush_pending();
@@ -760,6 +910,57 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
     }
 }
 
+/// Trims every other thread's set-up heap of tier `G` from outside (`malloc_trim`, the
+/// background purger): each one whose lock is free gives back its full slabs whose blocks have
+/// all been freed since (by other threads, while it idles), and its cached empty slabs when
+/// `all` or when it made no slow-path call since the previous outside trim.
+///
+/// Lock order: the registry, the pool, then each heap's lock, which is only tried (its owner
+/// takes the pool lock inside it). `background`: the registry and pool locks are only tried
+/// too; false when one was busy.
+fn trim_others<G: Geometry, const D: usize, const C: usize>(all: bool, background: bool) -> bool {
+    let pool = G::pool();
+    let me = thread_id();
+    if background {
+        if !HEAPS.try_lock() {
+            return false;
+        }
+    } else {
+        HEAPS.lock();
+    }
+    let done = pool.give_back_with(background, |give| {
+        let mut h = pool
+            .heaps
+            .load(Ordering::Relaxed)
+            .cast_const()
+            .cast::<Heap<G, D, C>>();
+        // SAFETY: listed heaps are live while the registry lock is held (a heap unregisters
+        // under it before its thread's TLS goes); their slow-path state is read and changed
+        // only under their own lock.
+        while let Some(heap) = unsafe { h.as_ref() } {
+            h = heap.reg_next.get();
+            if heap.tid.get() & !SECURE == me
+                || heap
+                    .busy
+                    .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            let idle = heap.slow_paths.get() == heap.seen.get();
+            heap.seen.set(heap.slow_paths.get());
+            let chain = heap.take_unused(all || idle);
+            heap.busy.store(0, Ordering::Release);
+            if !chain.is_null() {
+                give(chain);
+            }
+        }
+    });
+    // SAFETY: taken above.
+    unsafe { HEAPS.unlock() };
+    done
+}
+
 const KEY_NONE: u32 = u32::MAX;
 const KEY_BUSY: u32 = u32::MAX - 1;
 
@@ -886,6 +1087,7 @@ fn free_special<G: Geometry, const D: usize, const C: usize>(
     p: *mut u8,
 ) {
     let b = p.cast::<Block>();
+    let _slow = heap.enter();
     if !s.check_free(p, slab_size::<G>(), link::key()) {
         return s.misuse(p, "free");
     }

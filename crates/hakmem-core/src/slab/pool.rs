@@ -61,6 +61,11 @@ pub struct SlabPool {
     counters: AtomicPtr<TierCounters>,
     /// `fn()` trimming the calling thread's heap of this tier (0 until a heap exists).
     local_trim: AtomicUsize,
+    /// `fn(bool, bool) -> bool` trimming the other threads' heaps of this tier from outside (0
+    /// until a heap registers).
+    outside_trim: AtomicUsize,
+    /// The tier's set-up heaps (a list through the heaps, under the heap registry's lock).
+    pub(crate) heaps: AtomicPtr<()>,
 }
 
 /// Applies `advice` to a dead slab's pages after its header page (which keeps the metadata and
@@ -147,7 +152,54 @@ impl SlabPool {
             segment: AtomicUsize::new(0),
             counters: AtomicPtr::new(ptr::null_mut()),
             local_trim: AtomicUsize::new(0),
+            outside_trim: AtomicUsize::new(0),
+            heaps: AtomicPtr::new(ptr::null_mut()),
         }
+    }
+
+    pub(crate) fn set_outside_trim(&self, f: fn(bool, bool) -> bool) {
+        self.outside_trim.store(f as usize, Ordering::Release);
+    }
+
+    /// Trims the other threads' heaps of this tier (see `heap::trim_others`): their unused
+    /// full slabs, and their empty caches when `all` or when they idled since the last trim.
+    /// `background`: only try the locks; false when one was busy (nothing done).
+    pub(crate) fn trim_others(&self, all: bool, background: bool) -> bool {
+        let f = self.outside_trim.load(Ordering::Acquire);
+        if f == 0 {
+            return true;
+        }
+        // SAFETY: the word was stored from a `fn(bool, bool) -> bool` by `set_outside_trim`.
+        let f: fn(bool, bool) -> bool = unsafe { core::mem::transmute::<usize, _>(f) };
+        f(all, background)
+    }
+
+    /// Runs `collect` under the pool lock, putting every chain of dead slabs (linked through
+    /// `next`) it hands to its argument on the free list. `background`: only try the lock;
+    /// false when it was busy (`collect` not run).
+    pub(crate) fn give_back_with(
+        &self,
+        background: bool,
+        collect: impl FnOnce(&mut dyn FnMut(*mut Slab)),
+    ) -> bool {
+        let mut l = match background {
+            true => match self.lists.try_lock() {
+                Some(l) => l,
+                None => return false,
+            },
+            false => self.lists.lock(),
+        };
+        let segment = self.segment.load(Ordering::Relaxed);
+        collect(&mut |chain| {
+            let mut p = chain;
+            // SAFETY: chain entries are dead slabs handed over by their heap, ours now.
+            while let Some(s) = unsafe { p.as_ref() } {
+                p = s.next.get();
+                self.prepare_release(s);
+                l.free_push(s, segment);
+            }
+        });
+        true
     }
 
     pub(crate) fn set_local_trim(&self, f: fn()) {
@@ -216,6 +268,7 @@ impl SlabPool {
         self.prepare_release(s);
         let segment = self.segment.load(Ordering::Relaxed);
         self.lists.lock().free_push(s, segment);
+        crate::purger::notify(self.slab_size.load(Ordering::Relaxed));
         purge::tick(false);
     }
 
@@ -249,10 +302,12 @@ impl SlabPool {
         let segment = self.segment.load(Ordering::Relaxed);
         let mut l = self.lists.lock();
         let mut p = dead;
+        let mut n = 0;
         // SAFETY: as above (`next` is read before the push rewrites it).
         while let Some(s) = unsafe { p.as_ref() } {
             p = s.next.get();
             l.free_push(s, segment);
+            n += 1;
         }
         let mut p = live;
         // SAFETY: as above.
@@ -264,6 +319,7 @@ impl SlabPool {
             s.owner.store(ABANDONED, Ordering::Release);
         }
         drop(l);
+        crate::purger::notify(n * self.slab_size.load(Ordering::Relaxed));
         purge::tick(false);
     }
 
@@ -281,16 +337,26 @@ impl SlabPool {
 
     /// Ages every free slab at `now` (`force`: purge them all now). A slab due to go cold whose
     /// whole segment is free takes its segment back to the OS instead (one `munmap`, nothing
-    /// left resident). Runs under the lock, so no slab is taken while its pages go back.
-    pub(crate) fn purge(&self, now: u64, force: bool) {
+    /// left resident). Runs under the lock, so no slab is taken while its pages go back. True
+    /// Returns the bytes of free slabs not cold yet (a later pass has work). `background`: only
+    /// try the lock (the purger thread never waits for one: see `crate::purger`); busy counts
+    /// one byte.
+    pub(crate) fn purge(&self, now: u64, force: bool, background: bool) -> usize {
         let cfg = config::get();
         let size = self.slab_size.load(Ordering::Relaxed);
         let segment = self.segment.load(Ordering::Relaxed);
-        if size == 0 {
-            return;
+        if size == 0 || cfg.free_policy == config::FreePolicy::Keep {
+            return 0;
         }
+        let mut waiting = 0;
         let per_segment = (segment / size) as u32;
-        let mut l = self.lists.lock();
+        let mut l = match background {
+            true => match self.lists.try_lock() {
+                Some(l) => l,
+                None => return 1,
+            },
+            false => self.lists.lock(),
+        };
         // Abandoned slabs whose blocks have all been freed since (remotely) are free slabs now.
         // SAFETY: set together with `slab_size`, which is non-zero here.
         let counters = unsafe { &*self.counters.load(Ordering::Relaxed) };
@@ -352,6 +418,19 @@ impl SlabPool {
                 s.stage.set(new as u8);
                 s.freed_at.set(now);
             }
+            // Whether a later pass would still age it (a `free`-policy slab stays warm).
+            let later = purge::decide(
+                cfg.free_policy,
+                0,
+                Stage::from_u8(s.stage.get()),
+                0,
+                u64::MAX,
+                false,
+            );
+            if later != Advice::Wait {
+                waiting += size;
+            }
         }
+        waiting
     }
 }
