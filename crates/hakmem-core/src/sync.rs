@@ -192,7 +192,9 @@ impl<T> Mutex<T> {
 
     /// Locks if the mutex is free: a guard, or None without waiting.
     pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
-        self.lock.try_lock().then_some(MutexGuard { m: self })
+        // The guard only once the lock is held: built eagerly, a refused attempt would drop it
+        // and release the other thread's hold.
+        self.lock.try_lock().then(|| MutexGuard { m: self })
     }
 
     /// The raw lock, for `fork` handlers that must hold it across the fork.
@@ -225,5 +227,26 @@ impl<T> Drop for MutexGuard<'_, T> {
     fn drop(&mut self) {
         // SAFETY: the guard is the proof that this thread holds the lock.
         unsafe { self.m.lock.unlock() };
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_try_lock_leaves_the_holder_holding() {
+        let m = Mutex::new(0u32);
+        let held = m.lock();
+        assert!(m.try_lock().is_none());
+        // Still held: a second attempt is refused too (a refused attempt that released the
+        // lock would let this one in).
+        assert!(m.try_lock().is_none());
+        drop(held);
+        let mut g = m.try_lock().expect("free after the holder let go");
+        *g += 1;
+        assert!(m.try_lock().is_none());
+        drop(g);
+        assert_eq!(*m.lock(), 1);
     }
 }
