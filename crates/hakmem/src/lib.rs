@@ -273,8 +273,25 @@ unsafe fn free_large(p: *mut u8) {
     }
 }
 
-/// Allocates `size` bytes aligned to `align` (a power of two). Null when out of memory.
+/// Allocates `size` bytes aligned to `align` (a power of two). Null when out of memory, and
+/// (errno EINVAL) when `align` is not a power of two.
 pub fn alloc_aligned(size: usize, align: usize) -> *mut u8 {
+    if !align.is_power_of_two() {
+        return not_a_power_of_two();
+    }
+    aligned(size, align)
+}
+
+/// Null with errno EINVAL: the answer to an alignment that is not a power of two.
+#[cold]
+fn not_a_power_of_two() -> *mut u8 {
+    hakmem_core::os::set_errno(libc::EINVAL);
+    ptr::null_mut()
+}
+
+/// [`alloc_aligned`] for an `align` known to be a power of two (a `Layout`'s): the routing by
+/// size and alignment trusts it.
+fn aligned(size: usize, align: usize) -> *mut u8 {
     debug_assert!(align.is_power_of_two());
     if align <= natural_align(size) {
         malloc(size)
@@ -285,8 +302,17 @@ pub fn alloc_aligned(size: usize, align: usize) -> *mut u8 {
     }
 }
 
-/// Allocates `size` zeroed bytes aligned to `align`. Null when out of memory.
+/// Allocates `size` zeroed bytes aligned to `align` (a power of two). Null when out of
+/// memory, and (errno EINVAL) when `align` is not a power of two.
 pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
+    if !align.is_power_of_two() {
+        return not_a_power_of_two();
+    }
+    zeroed(size, align)
+}
+
+/// [`alloc_zeroed`] for an `align` known to be a power of two.
+fn zeroed(size: usize, align: usize) -> *mut u8 {
     if big_run(size, align) {
         let p = BIG_RUNS.alloc_zeroed(size, align);
         if !p.is_null() {
@@ -302,7 +328,7 @@ pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
         }
         return p;
     }
-    let p = alloc_aligned(size, align);
+    let p = aligned(size, align);
     if !p.is_null() {
         // SAFETY: `p` is a fresh block of at least `size` bytes.
         unsafe { ptr::write_bytes(p, 0, size) };
@@ -494,7 +520,7 @@ static REPORT_AT_EXIT: extern "C" fn() = {
 unsafe impl GlobalAlloc for HakMem {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        alloc_aligned(layout.size(), layout.align())
+        aligned(layout.size(), layout.align())
     }
 
     #[inline]
@@ -504,7 +530,7 @@ unsafe impl GlobalAlloc for HakMem {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        alloc_zeroed(layout.size(), layout.align())
+        zeroed(layout.size(), layout.align())
     }
 
     unsafe fn realloc(&self, p: *mut u8, layout: Layout, size: usize) -> *mut u8 {
@@ -518,7 +544,7 @@ unsafe impl GlobalAlloc for HakMem {
         if size <= old && size > old / 2 {
             return p; // already aligned, and big enough
         }
-        let q = alloc_aligned(size, align);
+        let q = aligned(size, align);
         if !q.is_null() {
             // SAFETY: both blocks are live and distinct.
             unsafe {

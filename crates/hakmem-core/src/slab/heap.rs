@@ -228,10 +228,14 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
 
     /// Pops a block from the slab serving direct index `d` (the hot path); `size` is the
     /// request, for the slow path. Null only when the OS refuses memory.
+    ///
+    /// # Safety
+    /// `d < D` (the index is not checked), and `d` is the direct index of `size`'s class, one
+    /// of `G::direct_range(G::class_of(size))`: the block comes from the class `d` serves.
     #[inline(always)]
-    pub fn alloc(&self, d: usize, size: usize) -> *mut u8 {
-        // SAFETY: callers pass d < D (a size-derived index); direct entries point at live slabs
-        // or EMPTY, and only this thread touches its slabs' free lists.
+    pub unsafe fn alloc(&self, d: usize, size: usize) -> *mut u8 {
+        // SAFETY: d < D (the caller's contract); direct entries point at live slabs or EMPTY,
+        // and only this thread touches its slabs' free lists.
         unsafe {
             let s = &*self.direct.get_unchecked(d).get();
             if !s.has_free() {
@@ -693,7 +697,8 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
 
     /// Gives a block out of the quarantine back to its slab (this heap's).
     fn release_held(&self, b: *mut Block) {
-        let s = slab_of::<G>(b.cast());
+        // SAFETY: a quarantined block is one of this heap's tier.
+        let s = unsafe { slab_of::<G>(b.cast()) };
         if s.owner.load(Ordering::Relaxed) & FULL != 0 && !self.unfull(s) {
             return;
         }
@@ -823,7 +828,8 @@ pub unsafe fn free<G: Geometry, const D: usize, const C: usize>(
     p: *mut u8,
     heap: impl FnOnce() -> &'static Heap<G, D, C>,
 ) {
-    let s = slab_of::<G>(p);
+    // SAFETY: forwarded contract.
+    let s = unsafe { slab_of::<G>(p) };
     if s.owner.load(Ordering::Relaxed) == thread_id() {
         let key = link::key();
         if !s.check_free(p, slab_size::<G>(), key) {
@@ -844,8 +850,12 @@ pub unsafe fn free<G: Geometry, const D: usize, const C: usize>(
 
 /// The usable size of a live block of tier `G` (its class's block size); 0 for a pointer that
 /// is not a block.
-pub fn usable_size<G: Geometry>(p: *mut u8) -> usize {
-    let s = slab_of::<G>(p);
+///
+/// # Safety
+/// `p` must lie in a chunk the owner map tags `G::TAG` (its slab header is read).
+pub unsafe fn usable_size<G: Geometry>(p: *mut u8) -> usize {
+    // SAFETY: forwarded contract.
+    let s = unsafe { slab_of::<G>(p) };
     if s.holds_block(p) {
         s.block_size.get() as usize
     } else {

@@ -13,7 +13,7 @@
 #![cfg_attr(loom, allow(dead_code))] // under loom only the models use the slab operations
 
 //!
-//! Every link in a block is encoded and checked ([`link`]): a block is handed out only after
+//! Every link in a block is encoded and checked (`link`): a block is handed out only after
 //! the link that led to it decoded to a block boundary of this slab, and a free is accepted
 //! only for a carved block boundary whose first word does not already decode as a link.
 
