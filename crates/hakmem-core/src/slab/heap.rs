@@ -337,6 +337,8 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
         let Some(s) = self.slab_with_free(class) else {
             return ptr::null_mut();
         };
+        #[cfg(debug_assertions)]
+        self.check(class);
         // SAFETY: `s` is this thread's and has a free block.
         unsafe { s.pop() }.cast()
     }
@@ -493,6 +495,8 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
             self.refresh_direct(class);
         }
         self.retire(s);
+        #[cfg(debug_assertions)]
+        self.check(class);
     }
 
     fn retire(&self, s: &Slab) {
@@ -573,6 +577,77 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
             G::pool().release(s);
         }
         self.empty_count.set(0);
+        #[cfg(debug_assertions)]
+        for class in 0..C {
+            self.check(class);
+        }
+    }
+
+    /// Checks the heap's invariants for `class` (debug builds, where the heap is between
+    /// operations): every slab of the class's available and full queues has the class, its
+    /// block size, this heap's id and the queue's owner word; each queue is linked the same
+    /// both ways; the pinned slab is the available head (none when the tier does not pin);
+    /// the class's direct entries point at the head or at [`EMPTY`] (only [`EMPTY`] while
+    /// every call takes the slow path); the empty cache holds `empty_count` slabs, none in
+    /// use. The head's blocks are checked by [`Slab::check`]; the other slabs' only by their
+    /// own checks when they come to the head, so a check costs a walk of the queues.
+    #[cfg(debug_assertions)]
+    fn check(&self, class: usize) {
+        if self.state.get() != ACTIVE {
+            return;
+        }
+        let head = self.avail[class].head.get();
+        let tid = self.tid.get();
+        for (q, owner) in [(&self.avail[class], tid), (&self.full[class], tid | FULL)] {
+            let mut prev: *mut Slab = ptr::null_mut();
+            let mut p = q.head.get();
+            while let Some(s) = unsafe_ref(p) {
+                assert_eq!(s.prev.get(), prev, "slab {p:p}: prev link");
+                assert_eq!(s.class.get() as usize, class, "slab {p:p}: class");
+                assert_eq!(
+                    s.block_size.get(),
+                    G::CLASSES[class],
+                    "slab {p:p}: block size"
+                );
+                assert_eq!(s.heap_id.get(), self.id.get(), "slab {p:p}: heap id");
+                assert_eq!(s.owner.load(Ordering::Relaxed), owner, "slab {p:p}: owner");
+                assert!(
+                    !core::ptr::eq(s.next.get(), s),
+                    "slab {p:p}: linked to itself"
+                );
+                prev = p;
+                p = s.next.get();
+            }
+            assert_eq!(q.tail.get(), prev, "class {class}: queue tail");
+        }
+        let pinned = self.pinned[class].get();
+        let want = if G::PIN_CURRENT {
+            head
+        } else {
+            ptr::null_mut()
+        };
+        assert_eq!(pinned, want, "class {class}: pinned slab is not the head");
+        let slow = self.secure.get() || self.sample_every.get() != 0;
+        let (a, b) = G::direct_range(class);
+        for (i, d) in self.direct[a..=b].iter().enumerate() {
+            let d = d.get();
+            assert!(
+                d == EMPTY_PTR || (d == head && !slow),
+                "direct[{}] of class {class}: {d:p}, head {head:p}",
+                a + i
+            );
+        }
+        let (mut n, mut p) = (0, self.empty.get());
+        while let Some(s) = unsafe_ref(p) {
+            assert_eq!(s.used.get(), 0, "cached empty slab {p:p} in use");
+            n += 1;
+            assert!(n <= G::EMPTY_CACHE, "empty cache over {}", G::EMPTY_CACHE);
+            p = s.next.get();
+        }
+        assert_eq!(n, self.empty_count.get(), "empty cache count");
+        if let Some(h) = unsafe_ref(head) {
+            h.check(G::PIN_CURRENT);
+        }
     }
 
     /// After an adoption: trims this heap once per half purge delay (its own clock, so a thread
