@@ -31,7 +31,7 @@ pub const TAG_L2: Tag = 4;
 pub const TAG_L25: Tag = 5;
 /// The guard-page reservation (core's sampled guarded blocks, [`crate::guard`]).
 pub const TAG_GUARD: Tag = 6;
-/// A big page-run segment (core's run engine with 64 KiB pages, [`crate::run::BIG_RUNS`]).
+/// A big page-run segment (core's run engine with 256 KiB pages, [`crate::run::BIG_RUNS`]).
 pub const TAG_BIG_RUN: Tag = 7;
 
 /// A chunk map of `N` entries; the process uses one global instance, [`MAP`].

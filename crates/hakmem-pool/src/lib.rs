@@ -80,8 +80,8 @@ mod api {
     use hakmem_core::tier::Tier;
 
     /// The L2 pool's shape: 1 MiB slabs, current slab pinned (larger slabs mean fewer slabs per
-    /// class, so a freed block is more often on the current slab's list and reused hot: mid-mt
-    /// +10% over 512 KiB slabs, peak RSS unchanged).
+    /// class, so a freed block is more often on the current slab's list and reused hot; see
+    /// docs/BENCHMARKS.md, "Figures behind design choices").
     pub struct L2;
     /// The L2.5 pool's shape: 4 MiB slabs (one per segment), emptied slabs returned at once.
     pub struct L25;

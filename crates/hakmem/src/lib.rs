@@ -25,13 +25,14 @@
 //! | up to 32 KiB | L2 pool (`hakmem-pool`): per-thread 1 MiB slabs |
 //! | up to 64 KiB | L2.5 pool (`hakmem-pool`): per-thread 4 MiB slabs |
 //! | up to 1 MiB | page runs (`hakmem_core::run::RUNS`): 4 KiB pages in 4 MiB segments |
-//! | up to 32 MiB | big page runs (`hakmem_core::run::BIG_RUNS`): 64 KiB pages in 64 MiB segments |
+//! | up to 64 MiB | big page runs (`hakmem_core::run::BIG_RUNS`): 256 KiB pages in 256 MiB segments |
 //! | above | direct mappings (`hakmem_core::large`), freed ones kept for reuse by the BigCache (`hakmem-bigcache`) |
 //!
 //! Page runs reuse freed pages across sizes (a freed 20 MiB block serves a 12 MiB and a 7 MiB
-//! one with its resident pages). Alignments beyond 128 bytes for sizes up to 1 MiB come from
-//! page runs, up to 2 MiB for sizes up to 32 MiB from big page runs, larger ones from direct
-//! mappings.
+//! one with its resident pages). Alignments beyond 128 bytes (up to 1 MiB) for sizes up to 1 MiB
+//! come from page runs, up to 2 MiB for sizes above 1 MiB up to 64 MiB from big page runs,
+//! larger ones from direct mappings (and so does every block above 1 MiB in the learning modes,
+//! whose learner tunes the BigCache).
 //! Sampled small blocks (`HAKMEM_GUARD_SAMPLE`) come from guard pages (`hakmem_core::guard`),
 //! which catch overflows and uses after free; they are freed and resized by their owner tag like
 //! any other block.

@@ -379,9 +379,9 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
                     // Only for a worthwhile batch (1/16 of the slab, what keeps a head from
                     // being rotated away), or the slow path would come back after a few blocks.
                     // Not bounded by the rotation budget: each step leaves a head with blocks
-                    // (which returns, or spends the budget), so carving waits for real need —
-                    // xthread carved ~7% more blocks, all idle after its start-up burst, when
-                    // the budget ran out first.
+                    // (which returns, or spends the budget), so carving waits for real need
+                    // instead of carving blocks that then sit idle (docs/BENCHMARKS.md,
+                    // "Figures behind design choices").
                     let min = (s.capacity.get() / 16).max(1);
                     if let Some(r) = self.reclaim_full(class, 4, min) {
                         rotations += 1;
@@ -815,10 +815,11 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
     ///
     /// Also for a class this heap has no slab of yet: the adopted slab becomes its current
     /// one. A thread that inherits another's blocks (Larson's successor threads) frees into
-    /// its predecessor's slabs before it allocates from each class; adopting only for classes
-    /// it already allocated from left its first malloc of a class to take whichever slab was
-    /// abandoned last, often another lineage's — larson at 2 threads then made 2.7M remote
-    /// frees in 2 s instead of 1.5M. A thread that only frees holds at most one adopted slab
+    /// its predecessor's slabs before it allocates from each class; were it to adopt only for
+    /// classes it already allocated from, its first malloc of a class would take whichever
+    /// slab was abandoned last, often another lineage's, and more of the frees would stay
+    /// remote (docs/BENCHMARKS.md, "Figures behind design choices"). A
+    /// thread that only frees holds at most one adopted slab
     /// per class this way (the current one, pinned); the others go back as they empty, and
     /// [`Self::trim_after_adopt`] returns those that other threads emptied.
     #[cold]

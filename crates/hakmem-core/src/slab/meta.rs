@@ -62,10 +62,9 @@ pub const ABANDONED: usize = 2;
 /// blocks takes the hot path (the owner test there compares the bare thread id).
 pub const SECURE: usize = 4;
 /// Blocks are carved from fresh memory 16 at a time, but at least 4 KiB and at most 8 KiB of
-/// them (at least one block): a class with few blocks in use touches little (8 KiB for every
-/// class cost ~130 KiB of peak RSS on `xthread`, one first carve per producer and class), and
-/// big blocks do not take a slow path every few allocations (4 KiB for every class cost
-/// `larson`, 8..1024 bytes, +16% instructions per op).
+/// them (at least one block): a class with few blocks in use touches little (each producer's
+/// first carve of each class is resident at once), and big blocks do not take a slow path
+/// every few allocations (docs/BENCHMARKS.md, "Figures behind design choices").
 const CARVE_BLOCKS: usize = 16;
 const CARVE_MIN_BYTES: usize = 4 << 10;
 const CARVE_MAX_BYTES: usize = 8 << 10;

@@ -9,7 +9,7 @@
 //!
 //! A tier is a [`Geometry`]: slab size, segment size, owner-map tag, block sizes, and how its
 //! direct table maps to classes. Tiny uses 64 KiB slabs and a direct table by word size; the
-//! pools use 512 KiB and 4 MiB slabs and a direct table by class.
+//! pools use 1 MiB (L2) and 4 MiB (L2.5) slabs and a direct table by class.
 
 #[cfg(not(loom))]
 pub mod heap;
@@ -62,8 +62,8 @@ mod tier {
         /// Whether a thread freeing into an abandoned slab adopts the
         /// slab (its frees into it turn local). Right for small slabs, where a successor thread
         /// drains what its predecessor left (Larson); for big slabs an adopter that soon stops
-        /// allocating keeps a large region's free blocks from the threads that do (measured on
-        /// `churn`: peak RSS 16 → 20 MiB with 1 MiB slabs adopting).
+        /// allocating keeps a large region's free blocks from the threads that do, which costs
+        /// peak RSS (docs/BENCHMARKS.md, "Figures behind design choices").
         const ADOPT_ON_FREE: bool;
         /// Bytes of remote frees into one slab a thread may hold back to push together, with
         /// one CAS (see `heap::Pending`: at most 32 blocks); 0: each is pushed at once. Right
