@@ -40,7 +40,7 @@ const SYSTEM_TOOLS: [(&str, &str); 5] = [
 
 /// `cargo xtask test`: the CI sequence; stops at the first failing step.
 pub fn test(no_lint: bool) -> Result<()> {
-    let total = if no_lint { 8 } else { 10 };
+    let total = if no_lint { 9 } else { 11 };
     let mut n = 0;
     let mut step = |name: &str| {
         n += 1;
@@ -93,6 +93,12 @@ pub fn test(no_lint: bool) -> Result<()> {
     step("cargo test --workspace --release");
     run_status(&mut cargo(&["test", "--workspace", "--release"]))?;
 
+    step(&format!(
+        "cargo test {} (debug build: the slab engine's invariant checks)",
+        DEBUG_TEST_CRATES[1..].join(" ")
+    ));
+    run_status(&mut cargo(&DEBUG_TEST_CRATES))?;
+
     step("install into a temporary prefix; C and C++ programs built with pkg-config");
     crate::install::smoke().context("install smoke failed")?;
 
@@ -117,6 +123,22 @@ pub fn test(no_lint: bool) -> Result<()> {
     println!("\nxtask test: all {total} steps passed");
     Ok(())
 }
+
+/// The test suites that exercise the slab engine, run once more in a debug build, where
+/// `Slab::check` and `Heap::check` run at the heap's quiescent points (compiled out in
+/// release). The other crates' tests add little to the engine's and much to the time (the C
+/// ABI's suites need the release library).
+const DEBUG_TEST_CRATES: [&str; 9] = [
+    "test",
+    "-p",
+    "hakmem-core",
+    "-p",
+    "hakmem-tiny",
+    "-p",
+    "hakmem-pool",
+    "-p",
+    "hakmem-alloc",
+];
 
 /// The documentation build: every crate's docs, no rustdoc warning allowed (`RUSTDOCFLAGS`).
 const DOC: &[&str] = &["doc", "--no-deps", "--workspace"];
@@ -207,6 +229,11 @@ mod tests {
         assert_eq!(PUBLISH_DRY_RUN[0], "publish");
         assert!(PUBLISH_DRY_RUN.contains(&"--dry-run"));
         assert!(DOC.contains(&"--workspace") && DOC.contains(&"--no-deps"));
+        assert_eq!(DEBUG_TEST_CRATES[0], "test");
+        assert!(
+            !DEBUG_TEST_CRATES.contains(&"--release"),
+            "the debug step is a debug build"
+        );
     }
 
     #[test]

@@ -235,7 +235,12 @@ mod cache {
         /// [`MappingCache::put`] at time `now_ms` (of [`os::now_ms`]'s clock): keeps the
         /// mapping `[base, base + len)` unless it is below the minimum length, longer than
         /// [`MAX_CHUNKS`] chunks or the whole budget, or not chunk-aligned.
-        pub fn put_at(&self, base: *mut u8, len: usize, now_ms: u64) -> bool {
+        ///
+        /// # Safety
+        /// As for [`MappingCache::put`]: the mapping is a whole reservation of `OS_PAGES` (or a
+        /// chunk-aligned tail of one) tagged large, holding nothing live, given to the cache,
+        /// which may hand it out or unmap it.
+        pub unsafe fn put_at(&self, base: *mut u8, len: usize, now_ms: u64) -> bool {
             let addr = base.expose_provenance();
             let Some(class) = class_of(len) else {
                 return false;
@@ -444,12 +449,15 @@ mod cache {
         }
     }
 
-    impl MappingCache for BigCache {
+    // SAFETY: `take` and `take_below` hand out only entries `put` stored, each removed from
+    // its slot (once) before it is returned.
+    unsafe impl MappingCache for BigCache {
         fn take(&self, len: usize, max_len: usize, align: usize) -> Option<(*mut u8, usize)> {
             self.take_fit_at(len, max_len, align, os::now_ms())
         }
-        fn put(&self, base: *mut u8, len: usize) -> bool {
-            self.put_at(base, len, os::now_ms())
+        unsafe fn put(&self, base: *mut u8, len: usize) -> bool {
+            // SAFETY: forwarded contract.
+            unsafe { self.put_at(base, len, os::now_ms()) }
         }
         fn take_below(&self, len: usize, align: usize) -> Option<(*mut u8, usize)> {
             self.take_below_at(len, align, os::now_ms())

@@ -39,6 +39,13 @@ fn unmap(p: *mut u8, len: usize) {
     unsafe { OS_PAGES.release(p, len) };
 }
 
+/// [`BigCache::put_at`] of a mapping the test gives away.
+fn put(cache: &BigCache, base: *mut u8, len: usize, now_ms: u64) -> bool {
+    // SAFETY: every mapping a test offers is a whole reservation of `map` (or a chunk-aligned
+    // tail of one) that it no longer uses, or a range the cache must refuse without touching.
+    unsafe { cache.put_at(base, len, now_ms) }
+}
+
 fn tagged(p: *mut u8) -> bool {
     MAP.tag(p as usize) == TAG_LARGE
 }
@@ -66,7 +73,7 @@ fn hit_and_miss() {
     let m = map(2 * C, C);
     // SAFETY: m is ours; its first page is mapped.
     unsafe { m.write(0x5a) };
-    assert!(cache.put_at(m, 2 * C, 0));
+    assert!(put(&cache, m, 2 * C, 0));
     assert_eq!(cache.stats().cached_bytes, 2 * C);
     assert!(tagged(m), "a cached mapping stays tagged large");
     assert_eq!(cache.take_at(C, C, 1), None, "shorter: miss");
@@ -95,10 +102,10 @@ fn take_honours_alignment() {
         }
         spare.push(p);
     };
-    assert!(cache.put_at(odd, C, 0));
+    assert!(put(&cache, odd, C, 0));
     assert_eq!(cache.take_at(C, A, 0), None, "misaligned for the request");
     let aligned = map(C, A);
-    assert!(cache.put_at(aligned, C, 1));
+    assert!(put(&cache, aligned, C, 1));
     assert_eq!(cache.take_at(C, A, 2), Some(aligned));
     assert_eq!(cache.take_at(C, C, 2), Some(odd));
     assert_eq!(cache.take_at(C, 3 * C, 2), None, "not a power of two");
@@ -112,8 +119,8 @@ fn newest_entry_is_taken_first() {
     let _g = serial();
     let cache = BigCache::new(config(64 << 20, 2000));
     let (a, b) = (map(C, C), map(C, C));
-    assert!(cache.put_at(a, C, 0));
-    assert!(cache.put_at(b, C, 1));
+    assert!(put(&cache, a, C, 0));
+    assert!(put(&cache, b, C, 1));
     assert_eq!(cache.take_at(C, C, 2), Some(b));
     assert_eq!(cache.take_at(C, C, 2), Some(a));
     unmap(a, C);
@@ -129,17 +136,14 @@ fn refuses_what_it_must_not_keep() {
         max_age_ms: 2000,
     });
     let small = map(C, C);
-    assert!(!cache.put_at(small, C, 0), "below min_len");
+    assert!(!put(&cache, small, C, 0), "below min_len");
     let big = map(12 * C, C);
-    assert!(
-        !cache.put_at(big, 12 * C, 0),
-        "larger than the whole budget"
-    );
-    assert!(!cache.put_at(big, 12 * C - PAGE, 0), "not whole chunks");
+    assert!(!put(&cache, big, 12 * C, 0), "larger than the whole budget");
+    assert!(!put(&cache, big, 12 * C - PAGE, 0), "not whole chunks");
     // SAFETY: the offset stays inside `big`.
     let inner = unsafe { big.add(PAGE) };
-    assert!(!cache.put_at(inner, 2 * C, 0), "base not chunk-aligned");
-    assert!(!cache.put_at(core::ptr::null_mut(), 2 * C, 0), "null");
+    assert!(!put(&cache, inner, 2 * C, 0), "base not chunk-aligned");
+    assert!(!put(&cache, core::ptr::null_mut(), 2 * C, 0), "null");
     let s = cache.stats();
     assert_eq!((s.puts, s.evictions, s.cached_bytes), (0, 0, 0));
     assert!(
@@ -153,7 +157,7 @@ fn refuses_what_it_must_not_keep() {
     let cache = BigCache::new(config(usize::MAX, 2000));
     let huge_len = (MAX_CHUNKS + 1) * C;
     let huge = map(huge_len, C);
-    assert!(!cache.put_at(huge, huge_len, 0));
+    assert!(!put(&cache, huge, huge_len, 0));
     assert_eq!(cache.take_at(huge_len, C, 0), None);
     unmap(huge, huge_len);
 }
@@ -163,22 +167,22 @@ fn budget_evicts_least_recently_put() {
     let _g = serial();
     let cache = BigCache::new(config(4 * C, 1 << 40));
     let (a, b, c) = (map(C, C), map(C, C), map(2 * C, C));
-    assert!(cache.put_at(a, C, 0));
-    assert!(cache.put_at(b, C, 1));
-    assert!(cache.put_at(c, 2 * C, 2));
+    assert!(put(&cache, a, C, 0));
+    assert!(put(&cache, b, C, 1));
+    assert!(put(&cache, c, 2 * C, 2));
     assert_eq!(cache.stats().cached_bytes, 4 * C, "exactly the budget");
     let (d, e) = (map(C, C), map(2 * C, C));
     let mapped = OS_MAPPED.get();
 
     // One more chunk: the oldest entry (a) goes, the others stay.
-    assert!(cache.put_at(d, C, 3));
+    assert!(put(&cache, d, C, 3));
     assert!(!tagged(a), "a was released to the OS");
     assert!(tagged(b) && tagged(c) && tagged(d));
     assert_eq!(OS_MAPPED.get(), mapped - C as u64, "a was unmapped");
     assert_eq!(cache.stats().evictions, 1);
 
     // Two chunks: b then c (the oldest) go, d stays even though c would have sufficed.
-    assert!(cache.put_at(e, 2 * C, 4));
+    assert!(put(&cache, e, 2 * C, 4));
     assert!(!tagged(b) && !tagged(c));
     assert!(tagged(d) && tagged(e));
     let s = cache.stats();
@@ -202,7 +206,7 @@ fn full_class_evicts_its_oldest() {
     let cache = BigCache::new(config(1 << 40, 1 << 40));
     let maps: Vec<*mut u8> = (0..=SLOTS_PER_CLASS).map(|_| map(C, C)).collect();
     for (t, &m) in maps.iter().enumerate() {
-        assert!(cache.put_at(m, C, t as u64));
+        assert!(put(&cache, m, C, t as u64));
     }
     assert_eq!(cache.entries(), SLOTS_PER_CLASS);
     assert!(!tagged(maps[0]), "the oldest of the class was released");
@@ -218,8 +222,8 @@ fn old_entries_are_released() {
     let _g = serial();
     let cache = BigCache::new(config(64 << 20, 1000));
     let (a, b) = (map(C, C), map(C, C));
-    assert!(cache.put_at(a, C, 0));
-    assert!(cache.put_at(b, C, 800));
+    assert!(put(&cache, a, C, 0));
+    assert!(put(&cache, b, C, 800));
     cache.trim(1500);
     assert!(!tagged(a), "unused for 1500 ms > 1000: released");
     assert!(tagged(b), "unused for 700 ms: kept");
@@ -227,14 +231,14 @@ fn old_entries_are_released() {
 
     // A put runs the trim when its period (max_age / 4) has passed: b (1200 ms) goes.
     let c = map(2 * C, C);
-    assert!(cache.put_at(c, 2 * C, 2000));
+    assert!(put(&cache, c, 2 * C, 2000));
     assert!(!tagged(b));
     assert_eq!(cache.take_at(C, C, 2000), None);
     assert_eq!(cache.take_at(2 * C, C, 2100), Some(c));
 
     // So does a take, after looking (a miss here).
     let d = map(C, C);
-    assert!(cache.put_at(d, C, 3000));
+    assert!(put(&cache, d, C, 3000));
     assert_eq!(cache.take_at(2 * C, C, 5000), None);
     assert!(!tagged(d), "released by the take's trim");
     let s = cache.stats();
@@ -248,7 +252,7 @@ fn old_entry_wanted_now_is_reused() {
     let _g = serial();
     let cache = BigCache::new(config(64 << 20, 1000));
     let a = map(C, C);
-    assert!(cache.put_at(a, C, 0));
+    assert!(put(&cache, a, C, 0));
     assert_eq!(
         cache.take_at(C, C, 10_000),
         Some(a),
@@ -267,7 +271,7 @@ fn release_all_and_lower_budget_unmap() {
     let total: usize = lens.iter().sum();
     assert_eq!(OS_MAPPED.get(), before + total as u64);
     for (t, (&m, &l)) in maps.iter().zip(&lens).enumerate() {
-        assert!(cache.put_at(m, l, t as u64));
+        assert!(put(&cache, m, l, t as u64));
     }
     assert_eq!(
         OS_MAPPED.get(),
@@ -294,7 +298,7 @@ fn large_path_takes_from_the_cache() {
     let _g = serial();
     let cache = BigCache::new(config(64 << 20, 2000));
     let base = map(2 * C, C);
-    assert!(cache.put_at(base, 2 * C, hakmem_core::os::now_ms()));
+    assert!(put(&cache, base, 2 * C, hakmem_core::os::now_ms()));
     // 5 MiB plus the header page round up to exactly two chunks: a hit.
     let (p, fresh) = large::alloc_in(&cache, 5 << 20, PAGE);
     assert!(!fresh, "the block came from the cache");
@@ -319,7 +323,7 @@ fn large_path_splits_longer_and_grows_shorter_mappings() {
     let cache = BigCache::new(config(256 << 20, 2000));
     let now = hakmem_core::os::now_ms();
     let long = map(6 * C, C);
-    assert!(cache.put_at(long, 6 * C, now));
+    assert!(put(&cache, long, 6 * C, now));
     // Two chunks wanted, six cached: split, four go back.
     let (p, fresh) = large::alloc_in(&cache, 5 << 20, PAGE);
     assert!(!fresh);
@@ -335,7 +339,7 @@ fn large_path_splits_longer_and_grows_shorter_mappings() {
     let short = map(C, C);
     // SAFETY: `short` is a fresh mapping of one chunk the test owns.
     unsafe { short.add(PAGE + 100).write(0x5a) };
-    assert!(cache.put_at(short, C, now));
+    assert!(put(&cache, short, C, now));
     let (q, fresh) = large::alloc_in(&cache, 3 * C - 2 * PAGE, PAGE);
     assert!(!fresh, "grown from a cached mapping, not fresh");
     // SAFETY: `q` is a live block of three chunks less the header page.
@@ -397,7 +401,8 @@ fn stress_never_handed_out_twice() {
                         }
                     }
                     assert!(owned.lock().unwrap().remove(&(p as usize)));
-                    if !CACHE.put(p, len) {
+                    // SAFETY: `p` is a whole mapping this thread took or made and no longer uses.
+                    if !unsafe { CACHE.put(p, len) } {
                         unmap(p, len);
                     }
                 }

@@ -58,14 +58,24 @@ fn reservation(size: usize, align: usize) -> Option<(usize, usize)> {
 ///
 /// Mappings are chunk-aligned, a whole number of chunks long, and stay tagged
 /// [`TAG_LARGE`] in the owner map while cached. Their contents are stale, not zero.
-pub trait MappingCache: Sync {
+///
+/// # Safety
+/// The large path writes into what `take` and `take_below` return: an implementation hands out
+/// only mappings given to it by [`MappingCache::put`] (each once, and only while it holds it),
+/// with the length they were put with (or a chunk-aligned part of one).
+pub unsafe trait MappingCache: Sync {
     /// Takes a cached mapping of `len` to `max_len` bytes whose base is aligned to `align` (a
     /// power of two ≥ [`CHUNK_SIZE`]), if there is one, with its length. It is the caller's from
     /// then on.
     fn take(&self, len: usize, max_len: usize, align: usize) -> Option<(*mut u8, usize)>;
     /// Offers the mapping `[base, base + len)` for reuse. True: the cache keeps it (and releases
     /// it itself one day, through [`OS_PAGES`]); false: the caller must release it.
-    fn put(&self, base: *mut u8, len: usize) -> bool;
+    ///
+    /// # Safety
+    /// `[base, base + len)` must be a whole reservation of [`OS_PAGES`] (or a chunk-aligned
+    /// tail of one) tagged [`TAG_LARGE`], holding nothing live, the caller's to give away: on
+    /// true, the cache may hand it out or unmap it.
+    unsafe fn put(&self, base: *mut u8, len: usize) -> bool;
     /// Takes the longest cached mapping shorter than `len` (aligned to `align`), if any, with
     /// its length: on a miss, the large path grows it with `mremap` rather than mapping `len`
     /// fresh bytes, so only the difference is faulted in. The default has none.
@@ -77,11 +87,12 @@ pub trait MappingCache: Sync {
 /// No cache: every free unmaps.
 pub struct NoCache;
 
-impl MappingCache for NoCache {
+// SAFETY: it hands nothing out.
+unsafe impl MappingCache for NoCache {
     fn take(&self, _len: usize, _max_len: usize, _align: usize) -> Option<(*mut u8, usize)> {
         None
     }
-    fn put(&self, _base: *mut u8, _len: usize) -> bool {
+    unsafe fn put(&self, _base: *mut u8, _len: usize) -> bool {
         false
     }
 }
@@ -122,7 +133,8 @@ pub fn alloc_at(
             // SAFETY: `len < l`; the tail lies inside the mapping just taken.
             let (tail, rest) = (unsafe { b.add(len) }, l - len);
             stats::OS_SEGMENTS.add(1); // one reservation is two from now on
-            if !cache.put(tail, rest) {
+            // SAFETY: the tail is a chunk-aligned part of a mapping just taken, holding nothing.
+            if !unsafe { cache.put(tail, rest) } {
                 // SAFETY: the tail is ours and holds nothing live.
                 unsafe { OS_PAGES.release(tail, rest) };
             }

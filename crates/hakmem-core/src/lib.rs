@@ -5,9 +5,10 @@
 //! classes ([`class`]), reads the configuration ([`config`], changed at run time through
 //! [`tunables`]), keeps the counters ([`stats`], with a [`census`] of the slab tiers and the
 //! exit report in [`report`]),
-//! gives freed memory back by policy ([`purge`]), and serves what the slab tiers do not: direct
-//! mappings above 1 MiB ([`large`], with an optional [`large::MappingCache`] in front) and page
-//! runs for over-aligned requests up to 1 MiB ([`run`]); sampled blocks go to guard pages that
+//! gives freed memory back by policy ([`purge`]), and serves what the slab tiers do not: page
+//! runs ([`run`]) for the sizes and alignments up to 1 MiB the facade does not give the pools
+//! and for big blocks up to 64 MiB, and direct mappings for the rest ([`large`], with an
+//! optional [`large::MappingCache`] in front); sampled blocks go to guard pages that
 //! catch overflows and uses after free ([`guard`]). The slab engine ([`slab`]) is the
 //! machinery of the Tiny tier and the pools: per-thread heaps of aligned slabs with lock-free
 //! remote frees, each tier a [`slab::Geometry`]. Tiers plug in through [`tier::Tier`] and

@@ -31,7 +31,7 @@ pub const TAG_L2: Tag = 4;
 pub const TAG_L25: Tag = 5;
 /// The guard-page reservation (core's sampled guarded blocks, [`crate::guard`]).
 pub const TAG_GUARD: Tag = 6;
-/// A big page-run segment (core's run engine with 64 KiB pages, [`crate::run::BIG_RUNS`]).
+/// A big page-run segment (core's run engine with 256 KiB pages, [`crate::run::BIG_RUNS`]).
 pub const TAG_BIG_RUN: Tag = 7;
 
 /// A chunk map of `N` entries; the process uses one global instance, [`MAP`].
@@ -74,7 +74,7 @@ impl<const N: usize> ChunkMap<N> {
 
     /// Tags every chunk of `[base, base + len)`; `base` must be chunk-aligned. The release store
     /// publishes the tag before the memory is handed to any other thread.
-    pub fn set(&self, base: usize, len: usize, tag: Tag) {
+    pub(crate) fn set(&self, base: usize, len: usize, tag: Tag) {
         debug_assert_eq!(base & (CHUNK_SIZE - 1), 0);
         let first = base >> CHUNK_SHIFT;
         let last = (base + len.max(1) - 1) >> CHUNK_SHIFT;
@@ -86,7 +86,7 @@ impl<const N: usize> ChunkMap<N> {
     }
 
     /// Forgets the chunks of `[base, base + len)` (before they are unmapped).
-    pub fn clear(&self, base: usize, len: usize) {
+    pub(crate) fn clear(&self, base: usize, len: usize) {
         self.set(base, len, TAG_NONE);
     }
 }

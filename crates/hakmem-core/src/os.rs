@@ -35,7 +35,8 @@ pub fn map(size: usize) -> *mut u8 {
     }
 }
 
-/// Maps `size` bytes aligned to `align` (a power of two ≥ [`PAGE`]). Null when the OS refuses.
+/// Maps `size` bytes aligned to `align` (a power of two ≥ [`PAGE`]). Null when the OS refuses,
+/// and for an `align` that is not a power of two (the trimming below relies on it).
 ///
 /// First an exact mapping: the kernel places mappings top-down, next to the previous ones, so
 /// after aligned mappings of whole alignments the next one is usually aligned already (one
@@ -43,6 +44,9 @@ pub fn map(size: usize) -> *mut u8 {
 /// over-reserving by `align` and trimming both ends; and when even that does not fit (address
 /// space short), the exact size at the aligned address just below the first try, as a hint.
 pub fn map_aligned(size: usize, align: usize) -> *mut u8 {
+    if !align.is_power_of_two() {
+        return ptr::null_mut();
+    }
     let first = map(size);
     if first.is_null() || (first as usize).is_multiple_of(align) {
         return first;
@@ -237,6 +241,14 @@ pub fn now_ms() -> u64 {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    /// An alignment that is not a power of two is refused, not turned into a bad trim.
+    #[test]
+    fn map_aligned_refuses_other_alignments() {
+        for align in [0, 3, 3 << 22, 5 * PAGE, usize::MAX] {
+            assert!(map_aligned(4 << 20, align).is_null(), "align {align:#x}");
+        }
+    }
 
     #[test]
     fn map_aligned_is_aligned_and_exact() {

@@ -7,7 +7,7 @@
 //!   the pools do not serve: the largest sizes (above [`SPAN_MIN`], where one slab per size
 //!   class would keep each class's high-water mark resident) and alignments beyond what the
 //!   slab tiers give (128 bytes), aligned to up to 1 MiB.
-//! - [`BIG_RUNS`] (64 KiB pages, 64 MiB segments, tag [`TAG_BIG_RUN`]): blocks above
+//! - [`BIG_RUNS`] (256 KiB pages, 256 MiB segments, tag [`TAG_BIG_RUN`]): blocks above
 //!   [`RUN_MAX`] up to [`BIG_RUN_MAX`]. Big blocks that are freed and allocated again in other
 //!   sizes reuse each other's resident pages here (a freed 20 MiB block serves a 12 MiB and a
 //!   7 MiB one), where one mapping per block could only be reused whole and faulted in every
@@ -111,7 +111,7 @@ pub static RUNS: Runs<12> = Runs::new(
     &stats::RUN_ALLOCS,
     &stats::RUN_FREES,
 );
-/// The page runs of big blocks, above [`RUN_MAX`] up to [`BIG_RUN_MAX`] (64 KiB pages, 64 MiB
+/// The page runs of big blocks, above [`RUN_MAX`] up to [`BIG_RUN_MAX`] (256 KiB pages, 256 MiB
 /// segments). Best fit keeps the long free fragments whole for long requests, and free pages
 /// wait ten purge delays (what the BigCache gives cached mappings): a big block is costly to
 /// fault in again.

@@ -13,12 +13,14 @@ pub trait Tier {
     /// Frees a block of this tier.
     ///
     /// # Safety
-    /// `p` must lie in a chunk tagged [`Tier::TAG`].
+    /// `p` must lie in a chunk tagged [`Tier::TAG`] and be a live block of this tier, not used
+    /// afterwards (the tiers report the double and invalid frees they detect, but the slab
+    /// tiers' checks are compiled out with the `unchecked` feature).
     unsafe fn free(&self, p: *mut u8);
     /// The usable size of a live block of this tier.
     ///
     /// # Safety
-    /// As for [`Tier::free`].
+    /// `p` must lie in a chunk tagged [`Tier::TAG`].
     unsafe fn usable_size(&self, p: *mut u8) -> usize;
 }
 

@@ -56,15 +56,15 @@ pub static L2_CLASSES: [u32; CLASSES_PER_POOL] = quarter_table(10);
 /// L2.5 block sizes.
 pub static L25_CLASSES: [u32; CLASSES_PER_POOL] = quarter_table(15);
 
-/// The L2 class of `size` (1 KiB < size ≤ 32 KiB).
+/// The L2 class of `size` (1 KiB < size ≤ 32 KiB; another size gives no class of L2's).
 #[inline(always)]
-pub const fn l2_class(size: usize) -> usize {
+pub(crate) const fn l2_class(size: usize) -> usize {
     quarter_class(size, 10)
 }
 
-/// The L2.5 class of `size` (32 KiB < size ≤ 1 MiB).
+/// The L2.5 class of `size` (32 KiB < size ≤ 1 MiB; another size gives no class of L2.5's).
 #[inline(always)]
-pub const fn l25_class(size: usize) -> usize {
+pub(crate) const fn l25_class(size: usize) -> usize {
     quarter_class(size, 15)
 }
 
@@ -80,8 +80,8 @@ mod api {
     use hakmem_core::tier::Tier;
 
     /// The L2 pool's shape: 1 MiB slabs, current slab pinned (larger slabs mean fewer slabs per
-    /// class, so a freed block is more often on the current slab's list and reused hot: mid-mt
-    /// +10% over 512 KiB slabs, peak RSS unchanged).
+    /// class, so a freed block is more often on the current slab's list and reused hot; see
+    /// docs/BENCHMARKS.md, "Figures behind design choices").
     pub struct L2;
     /// The L2.5 pool's shape: 4 MiB slabs (one per segment), emptied slabs returned at once.
     pub struct L25;
@@ -89,7 +89,9 @@ mod api {
     static L2_POOL: SlabPool = SlabPool::new();
     static L25_POOL: SlabPool = SlabPool::new();
 
-    impl Geometry for L2 {
+    // SAFETY: 1 MiB slabs in 4 MiB chunks, L2's own tag and pool; `l2_class` is checked
+    // against `L2_CLASSES` by `classes_bound_waste_and_cover_ranges`; a direct entry per class.
+    unsafe impl Geometry for L2 {
         const SLAB_SHIFT: usize = 20;
         const SEGMENT: usize = CHUNK_SIZE;
         const TAG: Tag = TAG_L2;
@@ -112,7 +114,9 @@ mod api {
         }
     }
 
-    impl Geometry for L25 {
+    // SAFETY: 4 MiB slabs, one per chunk, L2.5's own tag and pool; `l25_class` is checked as
+    // `l2_class` is; a direct entry per class.
+    unsafe impl Geometry for L25 {
         const SLAB_SHIFT: usize = 22;
         const SEGMENT: usize = CHUNK_SIZE;
         const TAG: Tag = TAG_L25;
@@ -157,10 +161,14 @@ mod api {
         if size <= 1024 || size > MAX_SIZE {
             return core::ptr::null_mut();
         }
-        if size <= L2_MAX {
-            l2_heap().alloc(l2_class(size), size)
-        } else {
-            l25_heap().alloc(l25_class(size), size)
+        // SAFETY: the size is in the pool's range, so its class (the direct index) is below
+        // CLASSES_PER_POOL.
+        unsafe {
+            if size <= L2_MAX {
+                l2_heap().alloc(l2_class(size), size)
+            } else {
+                l25_heap().alloc(l25_class(size), size)
+            }
         }
     }
 
@@ -189,7 +197,8 @@ mod api {
     /// # Safety
     /// `p` must lie in a chunk the owner map tags [`TAG_L2`] (its slab header is read).
     pub unsafe fn usable_size_l2(p: *mut u8) -> usize {
-        engine::usable_size::<L2>(p)
+        // SAFETY: forwarded contract.
+        unsafe { engine::usable_size::<L2>(p) }
     }
 
     /// The class size of a live L2.5 block (0 for a pointer that is not one).
@@ -197,7 +206,8 @@ mod api {
     /// # Safety
     /// `p` must lie in a chunk the owner map tags [`TAG_L25`] (its slab header is read).
     pub unsafe fn usable_size_l25(p: *mut u8) -> usize {
-        engine::usable_size::<L25>(p)
+        // SAFETY: forwarded contract.
+        unsafe { engine::usable_size::<L25>(p) }
     }
 
     /// The L2 pool as a [`Tier`] (sizes above 1 KiB up to 32 KiB, alignment ≤ 16).

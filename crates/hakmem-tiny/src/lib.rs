@@ -49,7 +49,9 @@ mod api {
 
     static POOL: SlabPool = SlabPool::new();
 
-    impl Geometry for TinyGeometry {
+    // SAFETY: 64 KiB slabs in 4 MiB chunks, Tiny's own tag and pool; `tiny_class` and
+    // `wsize_range` are the class table's, checked by hakmem_core::class's tests.
+    unsafe impl Geometry for TinyGeometry {
         const SLAB_SHIFT: usize = 16;
         const SEGMENT: usize = CHUNK_SIZE;
         const TAG: Tag = TAG_TINY;
@@ -103,7 +105,9 @@ mod api {
         if size > TINY_MAX {
             return core::ptr::null_mut();
         }
-        heap().alloc(wsize(size), size)
+        // SAFETY: `size <= TINY_MAX`, so its word size indexes the direct table and is one of
+        // its class's.
+        unsafe { heap().alloc(wsize(size), size) }
     }
 
     /// The largest alignment Tiny can give beyond `malloc`'s own: block offsets within a slab
@@ -111,9 +115,10 @@ mod api {
     pub const MAX_ALIGN: usize = SLAB_HEADER;
 
     /// Allocates `size` bytes aligned to `align` (a power of two ≤ [`MAX_ALIGN`],
-    /// `size <= 1024`), from a class whose block size is a multiple of `align`.
+    /// `size <= 1024`), from a class whose block size is a multiple of `align`. Null for any
+    /// other size or alignment.
     pub fn alloc_aligned(size: usize, align: usize) -> *mut u8 {
-        if align > MAX_ALIGN {
+        if align > MAX_ALIGN || !align.is_power_of_two() {
             return core::ptr::null_mut();
         }
         match tiny_class_aligned(size, align) {
@@ -137,7 +142,8 @@ mod api {
     /// # Safety
     /// `p` must lie in a chunk the owner map tags [`TAG_TINY`].
     pub unsafe fn usable_size(p: *mut u8) -> usize {
-        engine::usable_size::<TinyGeometry>(p)
+        // SAFETY: forwarded contract.
+        unsafe { engine::usable_size::<TinyGeometry>(p) }
     }
 
     /// The Tiny tier as a [`Tier`].

@@ -18,3 +18,30 @@ fn alloc_serves_tiny_sizes_and_refuses_the_rest() {
         assert!(hakmem_tiny::alloc(size).is_null(), "alloc({size})");
     }
 }
+
+/// `alloc_aligned` serves power-of-two alignments up to `MAX_ALIGN` and refuses the rest.
+#[test]
+fn alloc_aligned_refuses_what_tiny_cannot_align() {
+    for (size, align) in [(16, 16), (100, 64), (1, 128), (1024, 128)] {
+        let p = hakmem_tiny::alloc_aligned(size, align);
+        assert!(
+            !p.is_null() && (p as usize).is_multiple_of(align),
+            "{size}, {align}"
+        );
+        // SAFETY: a live Tiny block, freed once.
+        unsafe { hakmem_tiny::free(p) };
+    }
+    for (size, align) in [
+        (16, 0),
+        (16, 3),
+        (48, 24),
+        (16, 256),
+        (1025, 16),
+        (usize::MAX, 8),
+    ] {
+        assert!(
+            hakmem_tiny::alloc_aligned(size, align).is_null(),
+            "{size}, {align}"
+        );
+    }
+}

@@ -25,13 +25,14 @@
 //! | up to 32 KiB | L2 pool (`hakmem-pool`): per-thread 1 MiB slabs |
 //! | up to 64 KiB | L2.5 pool (`hakmem-pool`): per-thread 4 MiB slabs |
 //! | up to 1 MiB | page runs (`hakmem_core::run::RUNS`): 4 KiB pages in 4 MiB segments |
-//! | up to 32 MiB | big page runs (`hakmem_core::run::BIG_RUNS`): 64 KiB pages in 64 MiB segments |
+//! | up to 64 MiB | big page runs (`hakmem_core::run::BIG_RUNS`): 256 KiB pages in 256 MiB segments |
 //! | above | direct mappings (`hakmem_core::large`), freed ones kept for reuse by the BigCache (`hakmem-bigcache`) |
 //!
 //! Page runs reuse freed pages across sizes (a freed 20 MiB block serves a 12 MiB and a 7 MiB
-//! one with its resident pages). Alignments beyond 128 bytes for sizes up to 1 MiB come from
-//! page runs, up to 2 MiB for sizes up to 32 MiB from big page runs, larger ones from direct
-//! mappings.
+//! one with its resident pages). Alignments beyond 128 bytes (up to 1 MiB) for sizes up to 1 MiB
+//! come from page runs, up to 2 MiB for sizes above 1 MiB up to 64 MiB from big page runs,
+//! larger ones from direct mappings (and so does every block above 1 MiB in the learning modes,
+//! whose learner tunes the BigCache).
 //! Sampled small blocks (`HAKMEM_GUARD_SAMPLE`) come from guard pages (`hakmem_core::guard`),
 //! which catch overflows and uses after free; they are freed and resized by their owner tag like
 //! any other block.
@@ -288,8 +289,25 @@ unsafe fn free_large(p: *mut u8) {
     }
 }
 
-/// Allocates `size` bytes aligned to `align` (a power of two). Null when out of memory.
+/// Allocates `size` bytes aligned to `align` (a power of two). Null when out of memory, and
+/// (errno EINVAL) when `align` is not a power of two.
 pub fn alloc_aligned(size: usize, align: usize) -> *mut u8 {
+    if !align.is_power_of_two() {
+        return not_a_power_of_two();
+    }
+    aligned(size, align)
+}
+
+/// Null with errno EINVAL: the answer to an alignment that is not a power of two.
+#[cold]
+fn not_a_power_of_two() -> *mut u8 {
+    hakmem_core::os::set_errno(libc::EINVAL);
+    ptr::null_mut()
+}
+
+/// [`alloc_aligned`] for an `align` known to be a power of two (a `Layout`'s): the routing by
+/// size and alignment trusts it.
+fn aligned(size: usize, align: usize) -> *mut u8 {
     debug_assert!(align.is_power_of_two());
     if align <= natural_align(size) {
         malloc(size)
@@ -300,8 +318,17 @@ pub fn alloc_aligned(size: usize, align: usize) -> *mut u8 {
     }
 }
 
-/// Allocates `size` zeroed bytes aligned to `align`. Null when out of memory.
+/// Allocates `size` zeroed bytes aligned to `align` (a power of two). Null when out of
+/// memory, and (errno EINVAL) when `align` is not a power of two.
 pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
+    if !align.is_power_of_two() {
+        return not_a_power_of_two();
+    }
+    zeroed(size, align)
+}
+
+/// [`alloc_zeroed`] for an `align` known to be a power of two.
+fn zeroed(size: usize, align: usize) -> *mut u8 {
     if big_run(size, align) {
         let p = BIG_RUNS.alloc_zeroed(size, align);
         if !p.is_null() {
@@ -317,7 +344,7 @@ pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
         }
         return p;
     }
-    let p = alloc_aligned(size, align);
+    let p = aligned(size, align);
     if !p.is_null() {
         // SAFETY: `p` is a fresh block of at least `size` bytes.
         unsafe { ptr::write_bytes(p, 0, size) };
@@ -510,7 +537,7 @@ static REPORT_AT_EXIT: extern "C" fn() = {
 unsafe impl GlobalAlloc for HakMem {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        alloc_aligned(layout.size(), layout.align())
+        aligned(layout.size(), layout.align())
     }
 
     #[inline]
@@ -520,7 +547,7 @@ unsafe impl GlobalAlloc for HakMem {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        alloc_zeroed(layout.size(), layout.align())
+        zeroed(layout.size(), layout.align())
     }
 
     unsafe fn realloc(&self, p: *mut u8, layout: Layout, size: usize) -> *mut u8 {
@@ -534,7 +561,7 @@ unsafe impl GlobalAlloc for HakMem {
         if size <= old && size > old / 2 {
             return p; // already aligned, and big enough
         }
-        let q = alloc_aligned(size, align);
+        let q = aligned(size, align);
         if !q.is_null() {
             // SAFETY: both blocks are live and distinct.
             unsafe {

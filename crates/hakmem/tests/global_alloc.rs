@@ -521,7 +521,11 @@ fn stats_in_fresh_process() {
     // Run path: over-aligned blocks (8 KiB aligned to 4096).
     let layout = Layout::from_size_align(8 * KIB, 4096).unwrap();
     let s0 = hakmem::stats();
-    let runs: Vec<*mut u8> = (0..10).map(|_| unsafe { alloc(layout) }).collect();
+    // `black_box`: an allocation whose block is never used may be optimised away whole (the
+    // compiler knows `alloc`/`dealloc` pairs), and then nothing is counted.
+    let runs: Vec<*mut u8> = (0..10)
+        .map(|_| std::hint::black_box(unsafe { alloc(layout) }))
+        .collect();
     let s1 = hakmem::stats();
     assert!(runs.iter().all(|p| !p.is_null()));
     assert!(

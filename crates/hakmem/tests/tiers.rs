@@ -735,3 +735,17 @@ fn cross_thread_counters_in_fresh_process() {
         }
     }
 }
+
+/// `alloc_aligned` and `alloc_zeroed` are safe for any alignment: one that is not a power of
+/// two gives null with errno EINVAL in every tier's size range, never a misaligned trim.
+#[test]
+fn alignments_that_are_not_powers_of_two_are_refused() {
+    for size in [16, 2000, 100 * KIB, 4 * MIB, 100 * MIB] {
+        for align in [0, 3, 24, 3 * 4096, 3 << 22] {
+            hakmem_core::os::set_errno(0);
+            assert!(alloc_aligned(size, align).is_null(), "{size}, {align}");
+            assert_eq!(hakmem_core::os::errno(), libc::EINVAL);
+            assert!(alloc_zeroed(size, align).is_null(), "{size}, {align}");
+        }
+    }
+}

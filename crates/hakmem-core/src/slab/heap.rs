@@ -289,10 +289,14 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
 
     /// Pops a block from the slab serving direct index `d` (the hot path); `size` is the
     /// request, for the slow path. Null only when the OS refuses memory.
+    ///
+    /// # Safety
+    /// `d < D` (the index is not checked), and `d` is the direct index of `size`'s class, one
+    /// of `G::direct_range(G::class_of(size))`: the block comes from the class `d` serves.
     #[inline(always)]
-    pub fn alloc(&self, d: usize, size: usize) -> *mut u8 {
-        // SAFETY: callers pass d < D (a size-derived index); direct entries point at live slabs
-        // or EMPTY, and only this thread touches its slabs' free lists.
+    pub unsafe fn alloc(&self, d: usize, size: usize) -> *mut u8 {
+        // SAFETY: d < D (the caller's contract); direct entries point at live slabs or EMPTY,
+        // and only this thread touches its slabs' free lists.
         unsafe {
             let s = &*self.direct.get_unchecked(d).get();
             if !s.has_free() {
@@ -478,6 +482,8 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
         let Some(s) = self.slab_with_free(class) else {
             return ptr::null_mut();
         };
+        #[cfg(debug_assertions)]
+        self.check(class);
         // SAFETY: `s` is this thread's and has a free block.
         unsafe { s.pop() }.cast()
     }
@@ -518,9 +524,9 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
                     // Only for a worthwhile batch (1/16 of the slab, what keeps a head from
                     // being rotated away), or the slow path would come back after a few blocks.
                     // Not bounded by the rotation budget: each step leaves a head with blocks
-                    // (which returns, or spends the budget), so carving waits for real need —
-                    // xthread carved ~7% more blocks, all idle after its start-up burst, when
-                    // the budget ran out first.
+                    // (which returns, or spends the budget), so carving waits for real need
+                    // instead of carving blocks that then sit idle (docs/BENCHMARKS.md,
+                    // "Figures behind design choices").
                     let min = (s.capacity.get() / 16).max(1);
                     if let Some(r) = self.reclaim_full(class, 4, min) {
                         rotations += 1;
@@ -635,6 +641,8 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
             self.refresh_direct(class);
         }
         self.retire(s);
+        #[cfg(debug_assertions)]
+        self.check(class);
     }
 
     fn retire(&self, s: &Slab) {
@@ -716,6 +724,77 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
             G::pool().release(s);
         }
         self.empty_count.set(0);
+        #[cfg(debug_assertions)]
+        for class in 0..C {
+            self.check(class);
+        }
+    }
+
+    /// Checks the heap's invariants for `class` (debug builds, where the heap is between
+    /// operations): every slab of the class's available and full queues has the class, its
+    /// block size, this heap's id and the queue's owner word; each queue is linked the same
+    /// both ways; the pinned slab is the available head (none when the tier does not pin);
+    /// the class's direct entries point at the head or at [`EMPTY`] (only [`EMPTY`] while
+    /// every call takes the slow path); the empty cache holds `empty_count` slabs, none in
+    /// use. The head's blocks are checked by [`Slab::check`]; the other slabs' only by their
+    /// own checks when they come to the head, so a check costs a walk of the queues.
+    #[cfg(debug_assertions)]
+    fn check(&self, class: usize) {
+        if self.state.get() != ACTIVE {
+            return;
+        }
+        let head = self.avail[class].head.get();
+        let tid = self.tid.get();
+        for (q, owner) in [(&self.avail[class], tid), (&self.full[class], tid | FULL)] {
+            let mut prev: *mut Slab = ptr::null_mut();
+            let mut p = q.head.get();
+            while let Some(s) = unsafe_ref(p) {
+                assert_eq!(s.prev.get(), prev, "slab {p:p}: prev link");
+                assert_eq!(s.class.get() as usize, class, "slab {p:p}: class");
+                assert_eq!(
+                    s.block_size.get(),
+                    G::CLASSES[class],
+                    "slab {p:p}: block size"
+                );
+                assert_eq!(s.heap_id.get(), self.id.get(), "slab {p:p}: heap id");
+                assert_eq!(s.owner.load(Ordering::Relaxed), owner, "slab {p:p}: owner");
+                assert!(
+                    !core::ptr::eq(s.next.get(), s),
+                    "slab {p:p}: linked to itself"
+                );
+                prev = p;
+                p = s.next.get();
+            }
+            assert_eq!(q.tail.get(), prev, "class {class}: queue tail");
+        }
+        let pinned = self.pinned[class].get();
+        let want = if G::PIN_CURRENT {
+            head
+        } else {
+            ptr::null_mut()
+        };
+        assert_eq!(pinned, want, "class {class}: pinned slab is not the head");
+        let slow = self.secure.get() || self.sample_every.get() != 0;
+        let (a, b) = G::direct_range(class);
+        for (i, d) in self.direct[a..=b].iter().enumerate() {
+            let d = d.get();
+            assert!(
+                d == EMPTY_PTR || (d == head && !slow),
+                "direct[{}] of class {class}: {d:p}, head {head:p}",
+                a + i
+            );
+        }
+        let (mut n, mut p) = (0, self.empty.get());
+        while let Some(s) = unsafe_ref(p) {
+            assert_eq!(s.used.get(), 0, "cached empty slab {p:p} in use");
+            n += 1;
+            assert!(n <= G::EMPTY_CACHE, "empty cache over {}", G::EMPTY_CACHE);
+            p = s.next.get();
+        }
+        assert_eq!(n, self.empty_count.get(), "empty cache count");
+        if let Some(h) = unsafe_ref(head) {
+            h.check(G::PIN_CURRENT);
+        }
     }
 
     /// After an adoption: trims this heap once per half purge delay (its own clock, so a thread
@@ -843,7 +922,8 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
 
     /// Gives a block out of the quarantine back to its slab (this heap's).
     fn release_held(&self, b: *mut Block) {
-        let s = slab_of::<G>(b.cast());
+        // SAFETY: a quarantined block is one of this heap's tier.
+        let s = unsafe { slab_of::<G>(b.cast()) };
         if s.owner.load(Ordering::Relaxed) & FULL != 0 && !self.unfull(s) {
             return;
         }
@@ -885,10 +965,11 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
     ///
     /// Also for a class this heap has no slab of yet: the adopted slab becomes its current
     /// one. A thread that inherits another's blocks (Larson's successor threads) frees into
-    /// its predecessor's slabs before it allocates from each class; adopting only for classes
-    /// it already allocated from left its first malloc of a class to take whichever slab was
-    /// abandoned last, often another lineage's — larson at 2 threads then made 2.7M remote
-    /// frees in 2 s instead of 1.5M. A thread that only frees holds at most one adopted slab
+    /// its predecessor's slabs before it allocates from each class; were it to adopt only for
+    /// classes it already allocated from, its first malloc of a class would take whichever
+    /// slab was abandoned last, often another lineage's, and more of the frees would stay
+    /// remote (docs/BENCHMARKS.md, "Figures behind design choices"). A
+    /// thread that only frees holds at most one adopted slab
     /// per class this way (the current one, pinned); the others go back as they empty, and
     /// [`Self::trim_after_adopt`] returns those that other threads emptied.
     #[cold]
@@ -1024,7 +1105,8 @@ pub unsafe fn free<G: Geometry, const D: usize, const C: usize>(
     p: *mut u8,
     heap: impl FnOnce() -> &'static Heap<G, D, C>,
 ) {
-    let s = slab_of::<G>(p);
+    // SAFETY: forwarded contract.
+    let s = unsafe { slab_of::<G>(p) };
     if s.owner.load(Ordering::Relaxed) == thread_id() {
         let key = link::key();
         if !s.check_free(p, slab_size::<G>(), key) {
@@ -1045,8 +1127,12 @@ pub unsafe fn free<G: Geometry, const D: usize, const C: usize>(
 
 /// The usable size of a live block of tier `G` (its class's block size); 0 for a pointer that
 /// is not a block.
-pub fn usable_size<G: Geometry>(p: *mut u8) -> usize {
-    let s = slab_of::<G>(p);
+///
+/// # Safety
+/// `p` must lie in a chunk the owner map tags `G::TAG` (its slab header is read).
+pub unsafe fn usable_size<G: Geometry>(p: *mut u8) -> usize {
+    // SAFETY: forwarded contract.
+    let s = unsafe { slab_of::<G>(p) };
     if s.holds_block(p) {
         s.block_size.get() as usize
     } else {

@@ -13,7 +13,7 @@
 #![cfg_attr(loom, allow(dead_code))] // under loom only the models use the slab operations
 
 //!
-//! Every link in a block is encoded and checked ([`link`]): a block is handed out only after
+//! Every link in a block is encoded and checked (`link`): a block is handed out only after
 //! the link that led to it decoded to a block boundary of this slab, and a free is accepted
 //! only for a carved block boundary whose first word does not already decode as a link.
 
@@ -62,10 +62,9 @@ pub const ABANDONED: usize = 2;
 /// blocks takes the hot path (the owner test there compares the bare thread id).
 pub const SECURE: usize = 4;
 /// Blocks are carved from fresh memory 16 at a time, but at least 4 KiB and at most 8 KiB of
-/// them (at least one block): a class with few blocks in use touches little (8 KiB for every
-/// class cost ~130 KiB of peak RSS on `xthread`, one first carve per producer and class), and
-/// big blocks do not take a slow path every few allocations (4 KiB for every class cost
-/// `larson`, 8..1024 bytes, +16% instructions per op).
+/// them (at least one block): a class with few blocks in use touches little (each producer's
+/// first carve of each class is resident at once), and big blocks do not take a slow path
+/// every few allocations (docs/BENCHMARKS.md, "Figures behind design choices").
 const CARVE_BLOCKS: usize = 16;
 const CARVE_MIN_BYTES: usize = 4 << 10;
 const CARVE_MAX_BYTES: usize = 8 << 10;
@@ -487,6 +486,84 @@ impl Slab {
         }
     }
 
+    /// Checks the slab's invariants (debug builds, by the owner at a point where it is not in
+    /// the middle of an operation): the carved blocks are at most the capacity and the bounds
+    /// and divisors agree with the counts; the owner's two lists (`free`, `deferred`) are
+    /// chains of carved blocks ending at the slab's end, and with the blocks out (`used` less
+    /// the pin, when `pinned`) they make up the carved ones; the remote list counts no more
+    /// blocks than are out. Once a fault has been reported the counts are not compared: a
+    /// corrupt list is cut and its blocks leak.
+    #[cfg(debug_assertions)]
+    pub(crate) fn check(&self, pinned: bool) {
+        let at = self as *const Slab;
+        let (carved, cap) = (self.carved.get(), self.capacity.get());
+        let bs = self.block_size.get() as usize;
+        assert!(bs != 0 && cap != 0, "slab {at:p}: not formatted");
+        assert!(carved <= cap, "slab {at:p}: {carved} carved of {cap}");
+        let m = link::divisor(bs);
+        assert!(
+            self.div.get() == m && self.div_local.get() == m,
+            "slab {at:p}: divisor"
+        );
+        let excess = link::excess(bs);
+        assert_eq!(
+            self.carved_bound.get(),
+            (carved as u64 * excess) as u32,
+            "slab {at:p}: carved bound"
+        );
+        assert_eq!(
+            self.capacity_bound.get(),
+            (cap as u64 * excess) as u32,
+            "slab {at:p}: capacity bound"
+        );
+        let used = self.used.get();
+        let pin = pinned as u32;
+        assert!(used >= pin, "slab {at:p}: pinned with used {used}");
+        let out = used - pin;
+        assert!(
+            out <= carved,
+            "slab {at:p}: {out} blocks out of {carved} carved"
+        );
+        let remote = self.remote.count();
+        assert!(
+            remote <= out,
+            "slab {at:p}: {remote} remote frees, {out} out"
+        );
+        if crate::stats::FAULTS.get() != 0 {
+            return;
+        }
+        let free = self.list_len(self.free.get(), carved);
+        let deferred = match self.deferred.get() {
+            d if d.is_null() => 0,
+            d => self.list_len(d, carved),
+        };
+        assert_eq!(
+            free + deferred + out,
+            carved,
+            "slab {at:p}: {free} free + {deferred} deferred + {out} out != {carved} carved"
+        );
+    }
+
+    /// The length of one of the owner's lists of this slab (debug builds): every link must
+    /// lead to a carved block or to the end, in at most `carved` steps.
+    #[cfg(debug_assertions)]
+    fn list_len(&self, head: *mut Block, carved: u32) -> u32 {
+        let mut n = 0;
+        let mut b = head;
+        while b != self.end() {
+            assert!(
+                self.holds_block(b.cast()),
+                "slab {:p}: list link {b:p} is not a carved block",
+                self as *const Slab
+            );
+            n += 1;
+            assert!(n <= carved, "slab {:p}: a list cycles", self as *const Slab);
+            // SAFETY: a carved block on one of the owner's lists: dead, its first word a link.
+            b = link::decode(unsafe { (*b).next } as usize, b as usize) as *mut Block;
+        }
+        n
+    }
+
     /// Whether `p` is the start of a carved block of this (formatted) slab.
     pub(crate) fn holds_block(&self, p: *mut u8) -> bool {
         let off = (p as usize).wrapping_sub(self.start() as usize);
@@ -563,4 +640,53 @@ fn prefetch(b: *mut Block) {
     };
     #[cfg(not(target_arch = "x86_64"))]
     let _ = b;
+}
+
+#[cfg(all(test, not(loom), debug_assertions))]
+mod tests {
+    use super::*;
+
+    /// A fresh 64 KiB slab of 16-byte blocks with one batch carved, in a mapping of its own.
+    fn slab() -> &'static Slab {
+        let p = crate::os::map_aligned(1 << 16, 1 << 16).cast::<Slab>();
+        assert!(!p.is_null());
+        // SAFETY: a fresh mapping of one slab, ours for the test (never unmapped).
+        let s = unsafe {
+            p.write(Slab::empty());
+            &*p
+        };
+        s.format(1, 16, 1 << 16, 0x1000, 1);
+        assert!(s.carve(&crate::stats::TINY, false));
+        s
+    }
+
+    #[test]
+    fn check_accepts_a_consistent_slab() {
+        let s = slab();
+        s.check(false);
+        // SAFETY: the test owns the slab; its free list holds blocks.
+        let b = unsafe { s.pop() };
+        s.check(false);
+        s.used.set(s.used.get() + 1);
+        s.check(true);
+        s.used.set(s.used.get() - 1);
+        // SAFETY: `b` is a block of the slab just popped, dead again.
+        unsafe { s.push(b, link::key()) };
+        s.used.set(s.used.get() - 1);
+        s.check(false);
+    }
+
+    #[test]
+    #[should_panic(expected = "blocks out of")]
+    fn check_finds_more_blocks_out_than_carved() {
+        let s = slab();
+        s.used.set(s.carved.get() + 1);
+        s.check(false);
+    }
+
+    #[test]
+    #[should_panic(expected = "pinned with used 0")]
+    fn check_finds_a_pin_without_its_bias() {
+        slab().check(true);
+    }
 }

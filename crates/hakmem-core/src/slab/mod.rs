@@ -4,20 +4,20 @@
 //! ([`meta::Slab`]) in its first 128 bytes, so the metadata of any block is found by masking the
 //! block's address. Each slab is owned by one thread's [`heap::Heap`]; allocation pops from the
 //! slab's free list, the owner's frees push onto the same list, other threads' frees push onto
-//! its atomic remote list ([`remote`]). Unused and abandoned slabs live in a shared
+//! its atomic remote list (`remote`). Unused and abandoned slabs live in a shared
 //! [`pool::SlabPool`] (one lock, taken once per slab, never per block).
 //!
 //! A tier is a [`Geometry`]: slab size, segment size, owner-map tag, block sizes, and how its
 //! direct table maps to classes. Tiny uses 64 KiB slabs and a direct table by word size; the
-//! pools use 512 KiB and 4 MiB slabs and a direct table by class.
+//! pools use 1 MiB (L2) and 4 MiB (L2.5) slabs and a direct table by class.
 
 #[cfg(not(loom))]
 pub mod heap;
-pub mod link;
+pub(crate) mod link;
 pub mod meta;
 #[cfg(not(loom))]
 pub mod pool;
-pub mod remote;
+pub(crate) mod remote;
 #[cfg(not(loom))]
 pub mod tls;
 
@@ -34,7 +34,17 @@ mod tier {
     use crate::stats::TierCounters;
 
     /// What distinguishes one slab tier from another.
-    pub trait Geometry: 'static {
+    ///
+    /// # Safety
+    /// The engine lays out memory and indexes its tables by these items without checking
+    /// them, so an implementation must describe a consistent tier: `SLAB_SHIFT` at most 22 and
+    /// `SEGMENT` a multiple of both the slab size and the 4 MiB chunk; `TAG` owned by this tier
+    /// alone; `CLASSES` ascending, each a multiple of 8 that fits in a slab after its header,
+    /// at most [`pool::MAX_CLASSES`] of them; `class_of(size)`, for every size the tier is
+    /// sent, a class whose block size is at least `size`; `direct_range(class)` inside the
+    /// heap's direct table, the ranges of the classes in order and together covering it;
+    /// `pool()` a pool used by this tier only.
+    pub unsafe trait Geometry: 'static {
         /// log2 of the slab size. Slabs are aligned to their size.
         const SLAB_SHIFT: usize;
         /// Bytes mapped per segment: a multiple of both the slab size and the 4 MiB chunk.
@@ -52,8 +62,8 @@ mod tier {
         /// Whether a thread freeing into an abandoned slab adopts the
         /// slab (its frees into it turn local). Right for small slabs, where a successor thread
         /// drains what its predecessor left (Larson); for big slabs an adopter that soon stops
-        /// allocating keeps a large region's free blocks from the threads that do (measured on
-        /// `churn`: peak RSS 16 → 20 MiB with 1 MiB slabs adopting).
+        /// allocating keeps a large region's free blocks from the threads that do, which costs
+        /// peak RSS (docs/BENCHMARKS.md, "Figures behind design choices").
         const ADOPT_ON_FREE: bool;
         /// Bytes of remote frees into one slab a thread may hold back to push together, with
         /// one CAS (see `heap::Pending`: at most 32 blocks); 0: each is pushed at once. Right

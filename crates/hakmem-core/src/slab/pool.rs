@@ -22,13 +22,17 @@ use core::ptr;
 /// The most classes a tier may have.
 pub const MAX_CLASSES: usize = 48;
 
-/// The metadata of the slab holding `p`, which must lie in a segment of geometry `G`.
+/// The metadata of the slab holding `p`.
+///
+/// # Safety
+/// `p` must lie in a chunk the owner map tags `G::TAG` (a segment of geometry `G`): the slab is
+/// then mapped, and its header was written before any block of it was handed out (a never-used
+/// slab reads as zeros: capacity 0, no owner). Segments are never unmapped while they hold
+/// slabs in use.
 #[inline(always)]
-pub(crate) fn slab_of<G: Geometry>(p: *mut u8) -> &'static Slab {
+pub(crate) unsafe fn slab_of<G: Geometry>(p: *mut u8) -> &'static Slab {
     let s = (p as usize & !(slab_size::<G>() - 1)) as *const Slab;
-    // SAFETY: the owner map tagged the chunk as `G`'s, so the slab is mapped; its header was
-    // written before any block of it was handed out (a never-used slab reads as zeros: capacity
-    // 0, no owner). Segments are never unmapped while they hold slabs in use.
+    // SAFETY: forwarded contract.
     unsafe { &*s }
 }
 

@@ -3,8 +3,8 @@
 //! On x86-64 the heap is a TLS symbol defined in assembly and read with the initial-exec model:
 //! the thread pointer plus a link-time offset, two instructions and no call. Rust's
 //! `thread_local!` in a shared library uses the general-dynamic model instead, a call to
-//! `__tls_get_addr` costing ~11 instructions per access, measured with callgrind on a
-//! malloc/free loop. The cost of initial-exec: the library takes static TLS space, which is
+//! `__tls_get_addr` on every access (its cost: docs/BENCHMARKS.md, "Figures behind design
+//! choices"). The cost of initial-exec: the library takes static TLS space, which is
 //! always available when it is loaded by `LD_PRELOAD` or linked into an executable; a late
 //! `dlopen` of `libhakmem.so` may be refused by the loader. Elsewhere, `thread_local!`.
 //!
