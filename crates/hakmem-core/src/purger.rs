@@ -15,7 +15,7 @@
 //! Invariants:
 //! - The thread never allocates: its passes are the ones slow paths run (`crate::purge`), and
 //!   it has no heap of its own. It blocks every signal, so signals reach the program's threads.
-//! - Parking cannot lose a wake-up: the purger stores [`PARKED`] and then runs one more pass,
+//! - Parking cannot lose a wake-up: the purger stores its parked state and then runs one more pass,
 //!   whose lock acquisitions order it after (or before) any producer's critical section; a
 //!   producer reads the state after its own lock acquisition ([`notify`]), or behind a full
 //!   fence when it published without a lock ([`notify_fenced`]).
