@@ -85,7 +85,12 @@ pub fn test(no_lint: bool) -> Result<()> {
     run_status(cargo(DOC).env("RUSTDOCFLAGS", "-D warnings"))?;
 
     step("cargo publish --dry-run --workspace (packaging check, uploads nothing)");
-    run_status(&mut cargo(&PUBLISH_DRY_RUN))?;
+    // A fresh target directory too: cargo reuses a built registry crate of the same version
+    // without looking at its sources, so a sibling would be checked against a stale build.
+    forget_packaged_sources();
+    let dry = target_dir().join("publish-dry-run");
+    let _ = std::fs::remove_dir_all(&dry);
+    run_status(cargo(&PUBLISH_DRY_RUN).env("CARGO_TARGET_DIR", &dry))?;
 
     step("cargo build --release -p hakmem-ffi -p hakmem-bench");
     bench::build_release()?;
@@ -148,6 +153,36 @@ const DOC: &[&str] = &["doc", "--no-deps", "--workspace"];
 /// before the upload. `--allow-dirty`: a local run checks the working tree as it is. Needs the
 /// crates.io index for the external dependencies.
 const PUBLISH_DRY_RUN: [&str; 4] = ["publish", "--dry-run", "--workspace", "--allow-dirty"];
+
+/// Removes the sources cargo extracted from an earlier dry run's local registry: the version
+/// does not change between runs, so cargo would verify a crate against its siblings' stale
+/// sources (`$CARGO_HOME/registry/src/-<hash>/hakmem-*`; crates.io's own directory is left
+/// alone).
+fn forget_packaged_sources() {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
+    let Some(src) = home.map(|h| h.join("registry").join("src")) else {
+        return;
+    };
+    let Ok(registries) = std::fs::read_dir(&src) else {
+        return;
+    };
+    for reg in registries.flatten() {
+        if !reg.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        for krate in std::fs::read_dir(reg.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if krate.file_name().to_string_lossy().starts_with("hakmem-") {
+                let _ = std::fs::remove_dir_all(krate.path());
+            }
+        }
+    }
+}
 
 /// Checks the smoke record: every workload has a glibc and a hakmem row with a value,
 /// and every hakmem row proved hakmem served.
