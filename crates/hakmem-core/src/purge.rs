@@ -195,6 +195,11 @@ pub fn set_age_hook(f: fn(u64) -> usize) {
     AGE_HOOK.store(f as usize, Ordering::Release);
 }
 
+/// In a `fork` child: every pool's list of set-up heaps keeps only the calling thread's.
+pub(crate) fn after_fork_child() {
+    each(|p| p.registry_after_fork());
+}
+
 /// `fn()` releasing what the layers above core keep (the facade installs the BigCache's
 /// release; 0: none).
 static RECLAIM_HOOK: AtomicUsize = AtomicUsize::new(0);

@@ -184,8 +184,10 @@ pub fn fork_parent() {
     }
 }
 
-/// A `fork`'s `child` step: the child has no purger; its first purgeable memory starts one.
+/// A `fork`'s `child` step: the child has no purger (its first purgeable memory starts one),
+/// and no thread but the caller (the lists of heaps keep only its own).
 pub fn fork_child() {
+    crate::purge::after_fork_child();
     if FORK_TOOK.load(Ordering::Relaxed) {
         PASS_HOLDER.store(0, Ordering::Relaxed);
         // SAFETY: the fork child, whose only thread took the lock in `fork_prepare`.

@@ -369,7 +369,7 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
         pool.heaps
             .store((self as *const Self).cast_mut().cast(), Ordering::Relaxed);
         self.registered.set(true);
-        pool.set_outside_trim(trim_others::<G, D, C>);
+        pool.set_outside_trim(trim_others::<G, D, C>, registry_after_fork::<G, D, C>);
         // SAFETY: taken above.
         unsafe { HEAPS.unlock() };
     }
@@ -1050,6 +1050,29 @@ unsafe extern "C" fn on_thread_exit<G: Geometry, const D: usize, const C: usize>
 ) {
     // SAFETY: the key's value is the exiting thread's own heap, still in its TLS.
     unsafe { (*heap.cast::<Heap<G, D, C>>()).abandon_all() };
+}
+
+/// In a `fork` child: the tier's list of heaps keeps only the calling thread's (the others'
+/// threads are gone, and glibc hands their stacks, with their TLS, to the child's new threads:
+/// left listed, a reused heap would be linked in twice).
+fn registry_after_fork<G: Geometry, const D: usize, const C: usize>() {
+    let pool = G::pool();
+    let key = pool.exit_key.load(Ordering::Acquire);
+    let mine = if key >= KEY_BUSY {
+        ptr::null_mut()
+    } else {
+        // SAFETY: the key exists; its value for this thread is null or this thread's live heap.
+        unsafe { libc::pthread_getspecific(key) }.cast::<Heap<G, D, C>>()
+    };
+    // SAFETY: as above.
+    match unsafe { mine.as_ref() } {
+        Some(h) if h.registered.get() => {
+            h.reg_prev.set(ptr::null());
+            h.reg_next.set(ptr::null());
+            pool.heaps.store(mine.cast(), Ordering::Relaxed);
+        }
+        _ => pool.heaps.store(ptr::null_mut(), Ordering::Relaxed),
+    }
 }
 
 /// Trims the calling thread's heap of tier `G`, if it has one (found through the exit key).

@@ -68,6 +68,8 @@ pub struct SlabPool {
     /// `fn(bool, bool) -> bool` trimming the other threads' heaps of this tier from outside (0
     /// until a heap registers).
     outside_trim: AtomicUsize,
+    /// `fn()` cutting the list of heaps down to the calling thread's in a `fork` child.
+    registry_after_fork: AtomicUsize,
     /// The tier's set-up heaps (a list through the heaps, under the heap registry's lock).
     pub(crate) heaps: AtomicPtr<()>,
 }
@@ -157,12 +159,26 @@ impl SlabPool {
             counters: AtomicPtr::new(ptr::null_mut()),
             local_trim: AtomicUsize::new(0),
             outside_trim: AtomicUsize::new(0),
+            registry_after_fork: AtomicUsize::new(0),
             heaps: AtomicPtr::new(ptr::null_mut()),
         }
     }
 
-    pub(crate) fn set_outside_trim(&self, f: fn(bool, bool) -> bool) {
+    pub(crate) fn set_outside_trim(&self, f: fn(bool, bool) -> bool, after_fork: fn()) {
         self.outside_trim.store(f as usize, Ordering::Release);
+        self.registry_after_fork
+            .store(after_fork as usize, Ordering::Release);
+    }
+
+    /// In a `fork` child, with the registry lock reset: the list of set-up heaps keeps only
+    /// the calling thread's (see `heap::registry_after_fork`).
+    pub(crate) fn registry_after_fork(&self) {
+        let f = self.registry_after_fork.load(Ordering::Acquire);
+        if f != 0 {
+            // SAFETY: the word was stored from a `fn()` by `set_outside_trim`.
+            let f: fn() = unsafe { core::mem::transmute::<usize, fn()>(f) };
+            f();
+        }
     }
 
     /// Trims the other threads' heaps of this tier (see `heap::trim_others`): their unused
