@@ -210,46 +210,23 @@ mod api {
         unsafe { engine::usable_size::<L25>(p) }
     }
 
-    /// The L2 pool as a [`Tier`] (sizes above 1 KiB up to 32 KiB, alignment ≤ 16).
-    pub struct L2Tier;
-    /// The L2.5 pool as a [`Tier`] (sizes above 32 KiB up to 1 MiB, alignment ≤ 128).
-    pub struct L25Tier;
+    /// The L2 pool as the facade's tag table holds it.
+    pub const L2_TIER: Tier = Tier {
+        tag: TAG_L2,
+        name: "L2",
+        free: free_l2,
+        usable_size: usable_size_l2,
+        resize: hakmem_core::tier::no_resize,
+    };
 
-    impl Tier for L2Tier {
-        const TAG: Tag = TAG_L2;
-        fn alloc(&self, size: usize, align: usize) -> *mut u8 {
-            if size <= 1024 || size > L2_MAX || align > 16 {
-                return core::ptr::null_mut();
-            }
-            alloc(size)
-        }
-        unsafe fn free(&self, p: *mut u8) {
-            // SAFETY: forwarded contract.
-            unsafe { free_l2(p) }
-        }
-        unsafe fn usable_size(&self, p: *mut u8) -> usize {
-            // SAFETY: forwarded contract.
-            unsafe { usable_size_l2(p) }
-        }
-    }
-
-    impl Tier for L25Tier {
-        const TAG: Tag = TAG_L25;
-        fn alloc(&self, size: usize, align: usize) -> *mut u8 {
-            if size <= L2_MAX || size > MAX_SIZE || align > 128 {
-                return core::ptr::null_mut();
-            }
-            alloc(size)
-        }
-        unsafe fn free(&self, p: *mut u8) {
-            // SAFETY: forwarded contract.
-            unsafe { free_l25(p) }
-        }
-        unsafe fn usable_size(&self, p: *mut u8) -> usize {
-            // SAFETY: forwarded contract.
-            unsafe { usable_size_l25(p) }
-        }
-    }
+    /// The L2.5 pool as the facade's tag table holds it.
+    pub const L25_TIER: Tier = Tier {
+        tag: TAG_L25,
+        name: "L2.5",
+        free: free_l25,
+        usable_size: usable_size_l25,
+        resize: hakmem_core::tier::no_resize,
+    };
 
     /// The locks `fork` must hold.
     pub fn fork_locks() -> [&'static RawLock; 2] {

@@ -1,13 +1,12 @@
 //! The pools through their own API (`hakmem_pool::alloc`, `free_l2`,
-//! `free_l25`, `usable_size_l2/_l25`, the `Tier` impls), without the facade:
+//! `free_l25`, `usable_size_l2/_l25`, the tag-table entries), without the facade:
 //! every class of both pools, more than a slab's worth of blocks per class
 //! (distinct, non-overlapping, reused after free), stray pointers, the
-//! tiers' range checks, and frees from another thread.
+//! table entries, and frees from another thread.
 
 use hakmem_core::map::{TAG_L2, TAG_L25, tag_of};
-use hakmem_core::tier::Tier;
 use hakmem_pool::{
-    L2_CLASSES, L2_MAX, L2Tier, L25_CLASSES, L25Tier, MAX_SIZE, alloc, free_l2, free_l25,
+    L2_CLASSES, L2_MAX, L2_TIER, L25_CLASSES, L25_TIER, MAX_SIZE, alloc, free_l2, free_l25,
     usable_size_l2, usable_size_l25,
 };
 use std::collections::HashSet;
@@ -139,29 +138,26 @@ fn many_blocks_per_class_no_overlap_and_reuse() {
 }
 
 #[test]
-fn tier_impls_check_their_ranges() {
-    // Out of range: null.
-    for (size, align) in [(1024, 16), (L2_MAX + 1, 16), (2000, 32)] {
-        assert!(
-            L2Tier.alloc(size, align).is_null(),
-            "L2Tier.alloc({size}, {align}) not null"
-        );
-    }
-    for (size, align) in [(L2_MAX, 16), (MAX_SIZE + 1, 16), (64 << 10, 256)] {
-        assert!(
-            L25Tier.alloc(size, align).is_null(),
-            "L25Tier.alloc({size}, {align}) not null"
-        );
-    }
-    // In range: a block of the tier, freed through the trait.
-    let p = L2Tier.alloc(1025, 16);
+fn tier_entries_serve_their_own_blocks() {
+    // Each pool's table entry carries its tag and frees and measures its blocks; neither
+    // resizes in place (a block's size is its class's).
+    assert_eq!((L2_TIER.tag, L25_TIER.tag), (TAG_L2, TAG_L25));
+    let p = alloc(1025);
     assert!(!p.is_null() && tag_of(p) == TAG_L2);
-    assert_eq!(unsafe { L2Tier.usable_size(p) }, 1280);
-    unsafe { L2Tier.free(p) };
-    let p = L25Tier.alloc(MAX_SIZE, 128);
+    // SAFETY: live blocks of each pool, measured and freed through their tier once.
+    unsafe {
+        assert_eq!((L2_TIER.usable_size)(p), 1280);
+        assert!((L2_TIER.resize)(p, 1100).is_null());
+        (L2_TIER.free)(p);
+    }
+    let p = alloc(MAX_SIZE);
     assert!(!p.is_null() && tag_of(p) == TAG_L25 && (p as usize).is_multiple_of(128));
-    assert_eq!(unsafe { L25Tier.usable_size(p) }, MAX_SIZE);
-    unsafe { L25Tier.free(p) };
+    // SAFETY: as above.
+    unsafe {
+        assert_eq!((L25_TIER.usable_size)(p), MAX_SIZE);
+        assert!((L25_TIER.resize)(p, MAX_SIZE - 1).is_null());
+        (L25_TIER.free)(p);
+    }
 }
 
 /// Blocks allocated on one thread, verified and freed on another, for several

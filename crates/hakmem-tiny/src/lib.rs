@@ -146,28 +146,23 @@ mod api {
         unsafe { engine::usable_size::<TinyGeometry>(p) }
     }
 
-    /// The Tiny tier as a [`Tier`].
-    pub struct TinyTier;
+    /// The Tiny tier as the facade's tag table holds it (its hot `free` is also called
+    /// directly, inlined, before the table is looked at).
+    pub const TIER: Tier = Tier {
+        tag: TAG_TINY,
+        name: "tiny",
+        free: tier_free,
+        usable_size,
+        resize: hakmem_core::tier::no_resize,
+    };
 
-    impl Tier for TinyTier {
-        const TAG: Tag = TAG_TINY;
-        fn alloc(&self, size: usize, align: usize) -> *mut u8 {
-            if size > TINY_MAX || align > MAX_ALIGN {
-                core::ptr::null_mut()
-            } else if align <= 8 || (align <= 16 && size > 8) {
-                alloc(size)
-            } else {
-                alloc_aligned(size, align)
-            }
-        }
-        unsafe fn free(&self, p: *mut u8) {
-            // SAFETY: forwarded contract.
-            unsafe { free(p) }
-        }
-        unsafe fn usable_size(&self, p: *mut u8) -> usize {
-            // SAFETY: forwarded contract.
-            unsafe { usable_size(p) }
-        }
+    /// [`free`] as a function pointer.
+    ///
+    /// # Safety
+    /// As [`free`].
+    unsafe fn tier_free(p: *mut u8) {
+        // SAFETY: forwarded contract.
+        unsafe { free(p) }
     }
 
     /// The locks `fork` must hold.

@@ -55,13 +55,12 @@ use hakmem_bigcache::{BigCache, BigCacheConfig};
 use hakmem_core::class::TINY_MAX;
 use hakmem_core::config::{self, FreePolicy, ROUTE_L2, ROUTE_L25};
 use hakmem_core::large::NoCache;
-use hakmem_core::map::{
-    self, TAG_BIG_RUN, TAG_GUARD, TAG_L2, TAG_L25, TAG_LARGE, TAG_NONE, TAG_RUN, TAG_TINY,
-};
+use hakmem_core::map::{self, TAG_LARGE, TAG_NONE, TAG_TINY};
 use hakmem_core::policy::{self, SiteAction};
 use hakmem_core::run::{BIG_RUN_MAX, BIG_RUNS, RUN_MAX, SPAN_MIN};
 use hakmem_core::sync::{AtomicU8, Ordering};
-use hakmem_core::{diag, guard, large, os, run, stats};
+use hakmem_core::tier::{self, Tier, TierTable};
+use hakmem_core::{diag, large, os, run, stats};
 
 pub use hakmem_core::stats::{Stats, TierStats};
 
@@ -373,18 +372,53 @@ pub unsafe fn free(p: *mut u8) {
 #[inline(never)]
 unsafe fn free_other(p: *mut u8, tag: map::Tag) {
     // SAFETY: each arm runs only for pointers in chunks of its own tier.
-    unsafe {
-        match tag {
-            TAG_L2 => hakmem_pool::free_l2(p),
-            TAG_L25 => hakmem_pool::free_l25(p),
-            TAG_RUN => run::free(p),
-            TAG_BIG_RUN => BIG_RUNS.free(p),
-            TAG_LARGE => free_large(p),
-            TAG_GUARD => guard::free(p),
-            _ if p.is_null() => {}
-            _ => diag::bad_pointer("free", p),
-        }
+    match TIERS.get(tag) {
+        // SAFETY: the owner map says `p` lies in a chunk of this tier.
+        Some(t) => unsafe { (t.free)(p) },
+        None if p.is_null() => {}
+        None => diag::bad_pointer("free", p),
     }
+}
+
+/// Every tier, by the tag of the chunks it owns: where `free`, `usable_size` and `realloc`
+/// send a pointer (Tiny's `free` is also called directly, inlined, before the table).
+static TIERS: TierTable = TierTable::new(&[
+    &hakmem_tiny::TIER,
+    &hakmem_pool::L2_TIER,
+    &hakmem_pool::L25_TIER,
+    &tier::RUN_TIER,
+    &tier::BIG_RUN_TIER,
+    &LARGE_TIER,
+    &tier::GUARD_TIER,
+]);
+
+/// Direct mappings, freed into the BigCache (see [`free_large`]).
+const LARGE_TIER: Tier = Tier {
+    tag: TAG_LARGE,
+    name: "large",
+    free: free_large,
+    usable_size: large::usable_size,
+    resize: resize_large,
+};
+
+/// Resizes a direct mapping (`mremap`, which may move it) to a size above the page runs'.
+///
+/// # Safety
+/// As [`Tier::resize`].
+unsafe fn resize_large(p: *mut u8, size: usize) -> *mut u8 {
+    if size <= RUN_MAX {
+        return ptr::null_mut();
+    }
+    // SAFETY: `p` is a live direct mapping.
+    let old = unsafe { large::usable_size(p) };
+    // SAFETY: as above.
+    let q = unsafe { large::resize(p, size) };
+    if !q.is_null() {
+        stats::LARGE_BYTES.sub_saturating(old as u64);
+        // SAFETY: `q` is the live mapping resized.
+        stats::LARGE_BYTES.add(unsafe { large::usable_size(q) } as u64);
+    }
+    q
 }
 
 /// The number of usable bytes of a live block (at least what was asked for); 0 for null or a
@@ -393,19 +427,13 @@ unsafe fn free_other(p: *mut u8, tag: map::Tag) {
 /// # Safety
 /// `p` must be null or a live block from hakmem.
 pub unsafe fn usable_size(p: *mut u8) -> usize {
-    // SAFETY: each arm runs only for pointers in chunks of its own tier.
-    unsafe {
-        match map::tag_of(p) {
-            TAG_TINY => hakmem_tiny::usable_size(p),
-            TAG_L2 => hakmem_pool::usable_size_l2(p),
-            TAG_L25 => hakmem_pool::usable_size_l25(p),
-            TAG_RUN => run::usable_size(p),
-            TAG_BIG_RUN => BIG_RUNS.usable_size(p),
-            TAG_LARGE => large::usable_size(p),
-            TAG_GUARD => guard::usable_size(p),
-            _ => 0,
-        }
+    let tag = map::tag_of(p);
+    if tag == TAG_TINY {
+        // SAFETY: the owner map says `p` is in a Tiny segment.
+        return unsafe { hakmem_tiny::usable_size(p) };
     }
+    // SAFETY: the owner map says `p` lies in a chunk of this tier.
+    TIERS.get(tag).map_or(0, |t| unsafe { (t.usable_size)(p) })
 }
 
 /// Resizes a block to `size` bytes keeping its contents (C `realloc` without errno): null `p`
@@ -434,20 +462,10 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     if size <= old && size > old / 2 {
         return p;
     }
-    // SAFETY (both arms): `p` is a live block of the tagged tier.
-    if tag == TAG_RUN && size > SPAN_MIN && unsafe { run::resize(p, size) } {
-        return p;
-    }
-    if tag == TAG_BIG_RUN && size > RUN_MAX && unsafe { BIG_RUNS.resize(p, size) } {
-        return p;
-    }
-    if tag == TAG_LARGE && size > RUN_MAX {
-        // SAFETY: `p` is a live direct mapping.
-        let q = unsafe { large::resize(p, size) };
+    if let Some(t) = TIERS.get(tag) {
+        // SAFETY: `p` is a live block of the tagged tier.
+        let q = unsafe { (t.resize)(p, size) };
         if !q.is_null() {
-            stats::LARGE_BYTES.sub_saturating(old as u64);
-            // SAFETY: `q` is the live mapping resized.
-            stats::LARGE_BYTES.add(unsafe { large::usable_size(q) } as u64);
             return q;
         }
     }
