@@ -11,7 +11,7 @@
 //! optional [`large::MappingCache`] in front); sampled blocks go to guard pages that
 //! catch overflows and uses after free ([`guard`]). The slab engine ([`slab`]) is the
 //! machinery of the Tiny tier and the pools: per-thread heaps of aligned slabs with lock-free
-//! remote frees, each tier a [`slab::Geometry`]. Tiers plug in through [`tier::Tier`] and
+//! remote frees, each tier a [`slab::Geometry`]. Tiers plug in as [`tier::Tier`] entries of the facade's tag table and
 //! [`segment::PageSource`].
 //!
 //! Invariants:
