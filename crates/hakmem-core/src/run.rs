@@ -27,6 +27,7 @@ use crate::config::FreePolicy;
 use crate::diag::Fault;
 use crate::map::{CHUNK_SIZE, TAG_BIG_RUN, TAG_RUN, Tag};
 use crate::os;
+use crate::purge::Stage;
 use crate::segment::{OS_PAGES, PageSource};
 use crate::stats::{self, Counter};
 use crate::sync::{Mutex, RawLock};
@@ -490,7 +491,7 @@ impl<const SHIFT: u32> Runs<SHIFT> {
                 if due((*seg).dirty_since) {
                     // Nothing went dirty for a whole delay: every dirty page is due.
                     let all = force || due((*seg).last_dirtied);
-                    Self::purge_dirty(seg, now, all);
+                    Self::purge_dirty(seg, now, all, force);
                 }
                 if (*seg).dirty_since != 0 {
                     waiting += count_set(&(*seg).dirty, 0, PAGES) * Self::PAGE;
@@ -505,7 +506,16 @@ impl<const SHIFT: u32> Runs<SHIFT> {
     /// Gives the dirty ranges of `seg` that were dirty at the previous pass (all of them when
     /// `force`) back to the OS, so a page is purged after one to two purge delays without
     /// reuse (after one when no page went dirty since). Caller holds the lock.
-    unsafe fn purge_dirty(seg: *mut RunSegment, now: u64, force: bool) {
+    unsafe fn purge_dirty(seg: *mut RunSegment, now: u64, force: bool, trim: bool) {
+        // The purge policy's last step for pages free this long (`purge::decide`): under
+        // `free` a lazy free (the pages stay touched: they may keep their contents), else back
+        // to the OS, zero on reuse; a trim (`trim`) always gives them back.
+        let lazy = !trim && crate::config::get().free_policy == FreePolicy::Free;
+        let advice = if lazy {
+            crate::purge::Advice::Free
+        } else {
+            crate::purge::Advice::DontNeed
+        };
         // SAFETY: the caller holds the lock; dirty pages are free (nothing live in them).
         unsafe {
             let s = &mut *seg;
@@ -515,15 +525,15 @@ impl<const SHIFT: u32> Runs<SHIFT> {
             let mut i = first_used(&s.aged, 1, PAGES);
             while let Some(start) = i {
                 let end = first_free(&s.aged, start);
-                OS_PAGES.purge(
-                    (seg as usize + start * Self::PAGE) as *mut u8,
-                    (end - start) * Self::PAGE,
-                );
+                let p = (seg as usize + start * Self::PAGE) as *mut u8;
+                crate::purge::apply(advice, p, (end - start) * Self::PAGE, Stage::Hot);
                 i = first_used(&s.aged, end, PAGES);
             }
             let mut any = false;
             for w in 0..WORDS {
-                s.touched[w] &= !s.aged[w];
+                if !lazy {
+                    s.touched[w] &= !s.aged[w];
+                }
                 s.dirty[w] &= !s.aged[w];
                 s.aged[w] = s.dirty[w];
                 any |= s.dirty[w] != 0;

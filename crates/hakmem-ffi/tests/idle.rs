@@ -117,6 +117,21 @@ fn an_idle_purger_sleeps() {
     idle(&["sleep", "10"], &[], false);
 }
 
+/// `HAKMEM_FREE_POLICY=free` reaches the page runs too: their pages are given back with
+/// `MADV_FREE`, which may keep their contents, so `calloc` must still clear them.
+#[test]
+fn lazily_purged_run_pages_read_zero_from_calloc() {
+    let out = idle(
+        &["lazyzero"],
+        &[
+            ("HAKMEM_FREE_POLICY", "free"),
+            ("HAKMEM_PURGE_THREAD", "on"),
+        ],
+        false,
+    );
+    assert!(out.contains("idle-lazyzero: 4 sizes checked"), "{out}");
+}
+
 #[test]
 fn fork_from_busy_threads_while_the_purger_runs() {
     idle(&["forkbusy"], &[], false);

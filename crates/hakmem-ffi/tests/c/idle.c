@@ -13,6 +13,8 @@
  *                                 the blocks to the next thread, which frees them;
  *                                 the owners stay alive and idle; then malloc_trim(0)
  *                                 and RSS must be <= IDLE_MAX_MIB (default 64).
+ *   idle lazyzero                 under HAKMEM_FREE_POLICY=free: calloc after a lazy purge
+ *                                 of the same run pages reads zero.
  *   idle forkbusy                 fork 40 times while 4 threads allocate and free and the
  *                                 purger runs: every child allocates and exits 0.
  *   idle sleep <seconds>          frees 128 MiB, sleeps 3 s (the purge), then <seconds>: the
@@ -207,6 +209,31 @@ static void join_all(int nt, int remote) {
     }
 }
 
+/* Under HAKMEM_FREE_POLICY=free, freed run pages are given back lazily (MADV_FREE), so they
+ * may keep their contents: a calloc of them after the purge must still read zero. Sizes from
+ * both run engines (4 KiB and 256 KiB pages). */
+static void lazy_zero(void) {
+    size_t sizes[] = {200 << 10, 900 << 10, 6 << 20, 20 << 20};
+    for (int k = 0; k < 4; k++) {
+        size_t n = sizes[k];
+        unsigned char *p = malloc(n);
+        if (!CHECK(p != NULL, "malloc(%zu)", n))
+            continue;
+        memset(p, 0xAB, n);
+        free(p);
+        sleep_ms(1200); /* past ten purge delays of 100 ms: the background pass purges */
+        unsigned char *q = calloc(1, n);
+        if (!CHECK(q != NULL, "calloc(%zu)", n))
+            continue;
+        size_t bad = 0;
+        for (size_t i = 0; i < n; i++)
+            bad += q[i] != 0;
+        CHECK(bad == 0, "calloc(%zu) after a lazy purge: %zu bytes not zero", n, bad);
+        free(q);
+    }
+    printf("idle-lazyzero: 4 sizes checked\n");
+}
+
 static volatile int g_stop;
 
 static void *busy_thread(void *arg) {
@@ -328,6 +355,8 @@ int main(int argc, char **argv) {
         if (!g_no_hakmem)
             CHECK(after <= max_mib(64), "RSS %zu MiB after malloc_trim(0), owners idle", after);
         join_all(nt, 1);
+    } else if (strcmp(mode, "lazyzero") == 0) {
+        lazy_zero();
     } else if (strcmp(mode, "forkbusy") == 0) {
         fork_busy();
     } else {
