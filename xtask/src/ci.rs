@@ -133,10 +133,12 @@ pub fn test(no_lint: bool) -> Result<()> {
 /// `Slab::check` and `Heap::check` run at the heap's quiescent points (compiled out in
 /// release). The other crates' tests add little to the engine's and much to the time (the C
 /// ABI's suites need the release library).
-const DEBUG_TEST_CRATES: [&str; 9] = [
+const DEBUG_TEST_CRATES: [&str; 11] = [
     "test",
     "-p",
     "hakmem-core",
+    "-p",
+    "hakmem-slab",
     "-p",
     "hakmem-tiny",
     "-p",
@@ -227,7 +229,12 @@ pub fn loom(extra: &[String]) -> Result<()> {
     }
     // The crates that hold lock-free structures and their models; the facade and the C ABI
     // are built on them and have no models of their own.
-    const LOOM_CRATES: [&str; 3] = ["hakmem-core", "hakmem-tiny", "hakmem-bigcache"];
+    const LOOM_CRATES: [&str; 4] = [
+        "hakmem-core",
+        "hakmem-slab",
+        "hakmem-tiny",
+        "hakmem-bigcache",
+    ];
     let preemptions = std::env::var("LOOM_MAX_PREEMPTIONS").unwrap_or_else(|_| "3".into());
     let mut c = Command::new(cargo_bin());
     // Loom models need optimised code but not fat LTO: relink-heavy settings only cost

@@ -468,7 +468,11 @@ static SLAB_GUARDS: [AtomicUsize; 4] = [const { AtomicUsize::new(0) }; 4];
 /// Makes the last page of the slab at `slab` (`slab_size` bytes, of the tier tagged `tag`) a
 /// guard page: an overflow past the slab's last block stops there with a report instead of
 /// running into the next slab's header. False when the OS refuses (the slab works unguarded).
-pub(crate) fn guard_slab_tail(slab: usize, slab_size: usize, tag: Tag) -> bool {
+///
+/// # Safety
+/// `[slab, slab + slab_size)` must be a slab the caller owns, in a chunk tagged `tag`, whose
+/// last page holds nothing and is never written again while the slab is formatted so.
+pub unsafe fn guard_slab_tail(slab: usize, slab_size: usize, tag: Tag) -> bool {
     let entry = (tag as usize) << 56 | slab_size;
     for g in &SLAB_GUARDS {
         match g.compare_exchange(0, entry, Ordering::AcqRel, Ordering::Acquire) {

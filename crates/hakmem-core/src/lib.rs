@@ -1,18 +1,17 @@
 //! # hakmem-core: the page source and everything the tiers share
 //!
-//! Role: obtains memory from the OS in chunk-aligned segments ([`segment`], [`os`]), records
-//! which tier owns each 4 MiB chunk in the address → owner map ([`map`]), defines the Tiny size
-//! classes ([`class`]), reads the configuration ([`config`], changed at run time through
-//! [`tunables`]), keeps the counters ([`stats`], with a [`census`] of the slab tiers and the
-//! exit report in [`report`]),
-//! gives freed memory back by policy ([`purge`]), and serves what the slab tiers do not: page
-//! runs ([`run`]) for the sizes and alignments up to 1 MiB the facade does not give the pools
-//! and for big blocks up to 64 MiB, and direct mappings for the rest ([`large`], with an
-//! optional [`large::MappingCache`] in front); sampled blocks go to guard pages that
-//! catch overflows and uses after free ([`guard`]). The slab engine ([`slab`]) is the
-//! machinery of the Tiny tier and the pools: per-thread heaps of aligned slabs with lock-free
-//! remote frees, each tier a [`slab::Geometry`]. Tiers plug in as [`tier::Tier`] entries of the facade's tag table and
-//! [`segment::PageSource`].
+//! Role: what every layer needs. Obtains memory from the OS in chunk-aligned segments
+//! ([`segment`], [`os`]) through a [`segment::PageSource`], records which tier owns each 4 MiB
+//! chunk in the address → owner map ([`map`]), reads the configuration ([`config`], changed at
+//! run time through [`tunables`]), keeps the counters ([`stats`], with the exit report in
+//! [`report`]), gives freed memory back by one policy ([`purge`], run in the background by
+//! [`purger`]), and serves what the slab tiers do not: page runs ([`run`]) for the sizes and
+//! alignments up to 1 MiB the facade does not give the pools and for big blocks up to 64 MiB,
+//! and direct mappings for the rest ([`large`], with an optional [`large::MappingCache`] in
+//! front); sampled blocks go to guard pages that catch overflows and uses after free
+//! ([`guard`]). The slab engine (`hakmem-slab`) and the tiers built on it sit above this crate,
+//! which names none of them: they plug in as [`tier::Tier`] entries of the facade's tag table,
+//! [`purge::Purgeable`] targets of the purge passes, and [`segment::PageSource`] users.
 //!
 //! Invariants:
 //! - Every mapping hakmem makes starts on a chunk boundary and its chunks carry one owner tag,
@@ -28,8 +27,6 @@
 #[cfg(test)]
 extern crate std;
 
-#[cfg(not(loom))]
-pub mod census;
 pub mod class;
 pub mod config;
 pub mod diag;
@@ -50,7 +47,6 @@ pub mod report;
 pub mod run;
 #[cfg(not(loom))]
 pub mod segment;
-pub mod slab;
 pub mod stats;
 pub mod sync;
 #[cfg(not(loom))]

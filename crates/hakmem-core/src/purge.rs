@@ -15,8 +15,8 @@
 
 use crate::config::{self, FreePolicy};
 use crate::os;
-use crate::slab::pool::SlabPool;
-use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// How resident a free range is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,27 +97,64 @@ pub unsafe fn apply(advice: Advice, p: *mut u8, len: usize, stage: Stage) -> Sta
     }
 }
 
+/// What a purge pass visits: a slab tier's pool of free slabs (`hakmem-slab`'s `SlabPool`),
+/// registered by the pool when it first maps memory.
+pub trait Purgeable: Sync {
+    /// Ages the free memory at `now` (ms) by the purge policy (`force`: purges all of it now);
+    /// returns the bytes not cold yet (a later pass has work). `background`: the purger
+    /// thread's pass, which only tries locks (a busy lock counts one byte).
+    fn purge(&self, now: u64, force: bool, background: bool) -> usize;
+    /// Trims the calling thread's heap of this tier.
+    fn trim_local(&self);
+    /// Trims the other threads' heaps of this tier from outside (`all`: every heap, else those
+    /// that idled); `background`: only try locks. False when a lock was busy.
+    fn trim_others(&self, all: bool, background: bool) -> bool;
+    /// In a `fork` child: forgets every heap but the calling thread's.
+    fn after_fork_child(&self);
+}
+
 const SLOTS: usize = 8;
-/// The slab pools a purge pass visits (registered by each pool when it first maps memory).
-static POOLS: [AtomicPtr<SlabPool>; SLOTS] =
-    [const { AtomicPtr::new(core::ptr::null_mut()) }; SLOTS];
+
+/// One registered target: written once, before `ready` is set.
+struct Slot {
+    ready: AtomicBool,
+    target: UnsafeCell<Option<&'static dyn Purgeable>>,
+}
+
+// SAFETY: `target` is written once, by the one thread that reserved the slot, before `ready`
+// is set (Release); it is read only after `ready` is seen set (Acquire).
+unsafe impl Sync for Slot {}
+
+/// The targets a purge pass visits.
+static POOLS: [Slot; SLOTS] = [const {
+    Slot {
+        ready: AtomicBool::new(false),
+        target: UnsafeCell::new(None),
+    }
+}; SLOTS];
 static REGISTERED: AtomicUsize = AtomicUsize::new(0);
 static LAST_PASS: AtomicU64 = AtomicU64::new(0);
 
-/// Registers a pool, once (the pool guards with its own flag). A pool beyond [`SLOTS`] is
-/// not visited by passes (its memory still goes back under the `dontneed` policy).
-pub(crate) fn register(pool: &'static SlabPool) {
+/// Registers a target, once (the caller guards with its own flag). A target beyond the eighth
+/// is not visited by passes (its memory still goes back under the `dontneed` policy). Takes
+/// no lock, so a `fork` in the middle leaves the child consistent.
+pub fn register(target: &'static dyn Purgeable) {
     let i = REGISTERED.fetch_add(1, Ordering::AcqRel);
     if let Some(slot) = POOLS.get(i) {
-        slot.store(pool as *const SlabPool as *mut SlabPool, Ordering::Release);
+        // SAFETY: slot `i` is ours alone (the counter gave it out once) and not read before
+        // `ready` is set.
+        unsafe { *slot.target.get() = Some(target) };
+        slot.ready.store(true, Ordering::Release);
     }
 }
 
-fn each(mut f: impl FnMut(&'static SlabPool)) {
+fn each(mut f: impl FnMut(&'static dyn Purgeable)) {
     for slot in &POOLS {
-        // SAFETY: slots hold null or a `&'static SlabPool` stored by `register`.
-        if let Some(p) = unsafe { slot.load(Ordering::Acquire).as_ref() } {
-            f(p);
+        if slot.ready.load(Ordering::Acquire) {
+            // SAFETY: written before `ready` was set, never again (see `Slot`).
+            if let Some(p) = unsafe { *slot.target.get() } {
+                f(p);
+            }
         }
     }
 }
@@ -197,7 +234,7 @@ pub fn set_age_hook(f: fn(u64) -> usize) {
 
 /// In a `fork` child: every pool's list of set-up heaps keeps only the calling thread's.
 pub(crate) fn after_fork_child() {
-    each(|p| p.registry_after_fork());
+    each(|p| p.after_fork_child());
 }
 
 /// `fn()` releasing what the layers above core keep (the facade installs the BigCache's

@@ -258,25 +258,6 @@ mod lifecycle {
     use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
     use hakmem_core::config;
 
-    /// In lock order (after the background purger's pass lock, taken by
-    /// `hakmem_core::purger::fork_prepare`): the learner (it takes the policy's writer lock inside, and no thread
-    /// takes it while holding a tier's lock), then the heap registry (a thread registers its
-    /// heap inside an allocation, an outside trim takes the pools' locks inside it).
-    fn fork_locks() -> [&'static hakmem_core::sync::RawLock; 8] {
-        let [tiny] = hakmem_tiny::fork_locks();
-        let [l2, l25] = hakmem_pool::fork_locks();
-        [
-            hakmem::learn::fork_lock(),
-            hakmem_core::slab::heap::registry_lock(),
-            tiny,
-            l2,
-            l25,
-            hakmem_core::run::locks()[0],
-            hakmem_core::run::locks()[1],
-            hakmem_core::guard::lock(),
-        ]
-    }
-
     /// glibc's side of `fork`, which the handlers must fit around.
     ///
     /// glibc's `fork` runs the `prepare` handlers, then (multi-threaded only) takes
@@ -351,7 +332,7 @@ mod lifecycle {
             return;
         }
         libc_fork::lock_file_list();
-        for l in fork_locks() {
+        for l in hakmem::fork_locks() {
             l.lock();
         }
     }
@@ -360,7 +341,7 @@ mod lifecycle {
         if !LOCKED_FOR_FORK.load(Relaxed) {
             return;
         }
-        for l in fork_locks().iter().rev() {
+        for l in hakmem::fork_locks().iter().rev() {
             // SAFETY: `before_fork` took every one of them on this thread.
             unsafe { l.unlock() };
         }
@@ -372,7 +353,7 @@ mod lifecycle {
             return;
         }
         // The file list lock: already re-initialised by glibc, see `libc_fork`.
-        for l in fork_locks() {
+        for l in hakmem::fork_locks() {
             // SAFETY: the fork child, whose only thread (this one) took them before the fork.
             unsafe { l.reset_after_fork() };
         }

@@ -1,6 +1,6 @@
 //! # hakmem-pool: the L2 and L2.5 pools (above 1 KiB up to 1 MiB)
 //!
-//! Role: two instances of the slab engine (`hakmem_core::slab`) for the sizes between the Tiny
+//! Role: two instances of the slab engine (`hakmem_slab`) for the sizes between the Tiny
 //! tier and the direct mappings, each with its own owner-map tag:
 //!
 //! | pool | sizes | classes | slab | current slab |
@@ -72,12 +72,12 @@ pub(crate) const fn l25_class(size: usize) -> usize {
 mod api {
     use super::*;
     use hakmem_core::map::{CHUNK_SIZE, TAG_L2, TAG_L25, Tag};
-    use hakmem_core::slab::Geometry;
-    use hakmem_core::slab::heap::{self as engine, Heap};
-    use hakmem_core::slab::pool::SlabPool;
     use hakmem_core::stats::{self, TierCounters};
     use hakmem_core::sync::RawLock;
     use hakmem_core::tier::Tier;
+    use hakmem_slab::Geometry;
+    use hakmem_slab::heap::{self as engine, Heap};
+    use hakmem_slab::pool::SlabPool;
 
     /// The L2 pool's shape: 1 MiB slabs, current slab pinned (larger slabs mean fewer slabs per
     /// class, so a freed block is more often on the current slab's list and reused hot; see
@@ -142,8 +142,8 @@ mod api {
     type L2Heap = Heap<L2, CLASSES_PER_POOL, CLASSES_PER_POOL>;
     type L25Heap = Heap<L25, CLASSES_PER_POOL, CLASSES_PER_POOL>;
 
-    hakmem_core::thread_heap!(fn l2_heap() -> L2Heap, "hakmem_pool_l2_tls_heap", CLASSES_PER_POOL);
-    hakmem_core::thread_heap!(fn l25_heap() -> L25Heap, "hakmem_pool_l25_tls_heap", CLASSES_PER_POOL);
+    hakmem_slab::thread_heap!(fn l2_heap() -> L2Heap, "hakmem_pool_l2_tls_heap", CLASSES_PER_POOL);
+    hakmem_slab::thread_heap!(fn l25_heap() -> L25Heap, "hakmem_pool_l25_tls_heap", CLASSES_PER_POOL);
 
     #[cfg(test)]
     #[test]
@@ -233,12 +233,12 @@ mod api {
         [L2_POOL.lock(), L25_POOL.lock()]
     }
 
-    /// What the L2 and the L2.5 pools' slabs hold now (`hakmem_core::census`); `None` for a
+    /// What the L2 and the L2.5 pools' slabs hold now (`hakmem_slab::census`); `None` for a
     /// pool whose lock stayed taken.
-    pub fn census() -> [Option<hakmem_core::census::Census>; 2] {
+    pub fn census() -> [Option<hakmem_slab::census::Census>; 2] {
         [
-            hakmem_core::census::census::<L2>(),
-            hakmem_core::census::census::<L25>(),
+            hakmem_slab::census::census::<L2>(),
+            hakmem_slab::census::census::<L25>(),
         ]
     }
 }

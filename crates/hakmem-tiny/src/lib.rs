@@ -1,6 +1,6 @@
 //! # hakmem-tiny: blocks of 1..=1024 bytes from per-thread slabs
 //!
-//! Role: the Tiny tier, an instance of the slab engine (`hakmem_core::slab`) with 64 KiB slabs
+//! Role: the Tiny tier, an instance of the slab engine (`hakmem_slab`) with 64 KiB slabs
 //! in 4 MiB segments, 21 size classes (`hakmem_core::class`) and a direct table indexed by word
 //! size. `malloc` is a pop from the current slab's free list, a local `free` is a push onto the
 //! slab's free list; a `free` from another thread is held back in the freeing thread's heap
@@ -35,12 +35,12 @@ mod api {
         wsize, wsize_range,
     };
     use hakmem_core::map::{CHUNK_SIZE, TAG_TINY, Tag};
-    use hakmem_core::slab::Geometry;
-    use hakmem_core::slab::heap::{self as engine, Heap};
-    use hakmem_core::slab::meta::SLAB_HEADER;
-    use hakmem_core::slab::pool::SlabPool;
     use hakmem_core::stats::{self, TierCounters};
     use hakmem_core::tier::Tier;
+    use hakmem_slab::Geometry;
+    use hakmem_slab::heap::{self as engine, Heap};
+    use hakmem_slab::meta::SLAB_HEADER;
+    use hakmem_slab::pool::SlabPool;
 
     pub use hakmem_core::class::TINY_MAX as MAX_SIZE;
 
@@ -170,8 +170,8 @@ mod api {
         [POOL.lock()]
     }
 
-    /// What the tier's slabs hold now (`hakmem_core::census`); `None` if its lock stayed taken.
-    pub fn census() -> Option<hakmem_core::census::Census> {
-        hakmem_core::census::census::<TinyGeometry>()
+    /// What the tier's slabs hold now (`hakmem_slab::census`); `None` if its lock stayed taken.
+    pub fn census() -> Option<hakmem_slab::census::Census> {
+        hakmem_slab::census::census::<TinyGeometry>()
     }
 }

@@ -1,15 +1,15 @@
 //! This thread's Tiny heap: initial-exec TLS on x86-64 (two instructions, no call), see
-//! `hakmem_core::slab::tls`.
+//! `hakmem_slab::tls`.
 
 use crate::TinyHeap;
 use hakmem_core::class::TINY_WSIZES;
 
-hakmem_core::thread_heap!(pub fn heap() -> TinyHeap, "hakmem_tiny_tls_heap", TINY_WSIZES);
+hakmem_slab::thread_heap!(pub fn heap() -> TinyHeap, "hakmem_tiny_tls_heap", TINY_WSIZES);
 
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
-    use hakmem_core::slab::heap::EMPTY;
+    use hakmem_slab::heap::EMPTY;
 
     /// A brand-new thread's heap must be exactly the state `Heap::new()` describes: every direct
     /// entry on EMPTY, every other byte zero.
@@ -26,7 +26,7 @@ mod tests {
         })
         .join()
         .unwrap();
-        let empty = (&EMPTY as *const hakmem_core::slab::meta::Slab as usize).to_ne_bytes();
+        let empty = (&EMPTY as *const hakmem_slab::meta::Slab as usize).to_ne_bytes();
         for (i, chunk) in bytes[..TINY_WSIZES * 8].chunks(8).enumerate() {
             assert_eq!(chunk, empty, "direct[{i}]");
         }

@@ -178,6 +178,27 @@ const BIG_RUN_ALIGN: usize = 2 << 20;
 
 pub mod learn;
 
+/// The locks a `fork` must hold, in the order to take them (release in reverse), after the
+/// background purger's pass lock (`hakmem_core::purger::fork_prepare`): the learner (it takes
+/// the policy's writer lock inside, and no thread takes it while holding a tier's lock), then
+/// the heap registry (a thread registers its heap inside an allocation, an outside trim takes
+/// the pools' locks inside it), then each tier's.
+pub fn fork_locks() -> [&'static hakmem_core::sync::RawLock; 8] {
+    let [tiny] = hakmem_tiny::fork_locks();
+    let [l2, l25] = hakmem_pool::fork_locks();
+    let [run, big_run] = hakmem_core::run::locks();
+    [
+        learn::fork_lock(),
+        hakmem_slab::heap::registry_lock(),
+        tiny,
+        l2,
+        l25,
+        run,
+        big_run,
+        hakmem_core::guard::lock(),
+    ]
+}
+
 /// Installs the BigCache's release as the last step of core's reclaim (run when the OS refuses
 /// memory), when the library loads.
 #[used]
@@ -507,7 +528,7 @@ pub fn stats() -> Stats {
     let mut s = stats::snapshot();
     // SAFETY: no preconditions.
     s.pid = unsafe { libc::getpid() } as u64;
-    let fill = |t: &mut TierStats, c: Option<hakmem_core::census::Census>| {
+    let fill = |t: &mut TierStats, c: Option<hakmem_slab::census::Census>| {
         if let Some(c) = c {
             (t.blocks, t.bytes, t.slabs) = (c.blocks, c.bytes, c.slabs);
         }

@@ -17,12 +17,12 @@
 //! the link that led to it decoded to a block boundary of this slab, and a free is accepted
 //! only for a carved block boundary whose first word does not already decode as a link.
 
-use super::link;
-use super::remote::{Block, RemoteList};
-use crate::diag::Fault;
-use crate::os::PAGE;
-use crate::stats::TierCounters;
-use crate::sync::{AtomicU32, AtomicUsize, Cell, Ordering};
+use crate::link;
+use crate::remote::{Block, RemoteList};
+use hakmem_core::diag::Fault;
+use hakmem_core::os::PAGE;
+use hakmem_core::stats::TierCounters;
+use hakmem_core::sync::{AtomicU32, AtomicUsize, Cell, Ordering};
 
 /// A `u32` the owner writes and other threads read: a Relaxed atomic (the same instructions as
 /// a plain field on x86-64 and aarch64, but no data race). Readers need no ordering: any value
@@ -229,11 +229,15 @@ impl Slab {
 
     /// Makes the slab's last page a guard page (the hardened mode, after [`Self::format`]; once
     /// per slab: it stays while the slab's segment lives).
-    pub(crate) fn guard_tail(&self, slab_size: usize, tag: crate::map::Tag) {
+    pub(crate) fn guard_tail(&self, slab_size: usize, tag: hakmem_core::map::Tag) {
         #[cfg(not(loom))]
         if self.guarded.get() == 0
             && slab_size > 4 * PAGE
-            && crate::guard::guard_slab_tail(self as *const Slab as usize, slab_size, tag)
+            // SAFETY: the caller formatted this slab of its tier's (tagged `tag`) with its
+            // blocks clear of the last page (`format`'s `secure` capacity).
+            && unsafe {
+                hakmem_core::guard::guard_slab_tail(self as *const Slab as usize, slab_size, tag)
+            }
         {
             self.guarded.set(1);
         }
@@ -312,7 +316,7 @@ impl Slab {
     #[inline(never)]
     unsafe fn pop_corrupt(&self, b: *mut Block) -> *mut Block {
         let bs = self.block_size.get() as usize;
-        crate::diag::fault(Fault::Corruption, "malloc", b.cast(), bs, 0);
+        hakmem_core::diag::fault(Fault::Corruption, "malloc", b.cast(), bs, 0);
         // SAFETY: forwarded.
         unsafe { self.take(b, self.end()) };
         b
@@ -378,7 +382,7 @@ impl Slab {
         } else {
             Fault::DoubleFree
         };
-        crate::diag::fault(fault, op, p, bs, 0);
+        hakmem_core::diag::fault(fault, op, p, bs, 0);
     }
 
     /// Takes the remote frees (owner only): the list is taken whole, its count from the head
@@ -469,7 +473,7 @@ impl Slab {
         const MAX: usize = CARVE_MAX_BYTES / 8;
         let mut order = [0u16; MAX];
         let n = n.min(MAX);
-        let mut x = (link::key() ^ first as usize ^ crate::os::now_ms() as usize) as u64 | 1;
+        let mut x = (link::key() ^ first as usize ^ hakmem_core::os::now_ms() as usize) as u64 | 1;
         for (i, o) in order[..n].iter_mut().enumerate() {
             *o = i as u16;
         }
@@ -529,7 +533,7 @@ impl Slab {
             remote <= out,
             "slab {at:p}: {remote} remote frees, {out} out"
         );
-        if crate::stats::FAULTS.get() != 0 {
+        if hakmem_core::stats::FAULTS.get() != 0 {
             return;
         }
         let free = self.list_len(self.free.get(), carved);
@@ -586,7 +590,7 @@ impl Slab {
             }
             if !self.holds_block(next as *mut u8) {
                 let bs = self.block_size.get() as usize;
-                crate::diag::fault(Fault::Corruption, "malloc", tail.cast(), bs, 0);
+                hakmem_core::diag::fault(Fault::Corruption, "malloc", tail.cast(), bs, 0);
                 break;
             }
             tail = next as *mut Block;
@@ -648,7 +652,7 @@ mod tests {
 
     /// A fresh 64 KiB slab of 16-byte blocks with one batch carved, in a mapping of its own.
     fn slab() -> &'static Slab {
-        let p = crate::os::map_aligned(1 << 16, 1 << 16).cast::<Slab>();
+        let p = hakmem_core::os::map_aligned(1 << 16, 1 << 16).cast::<Slab>();
         assert!(!p.is_null());
         // SAFETY: a fresh mapping of one slab, ours for the test (never unmapped).
         let s = unsafe {
@@ -656,7 +660,7 @@ mod tests {
             &*p
         };
         s.format(1, 16, 1 << 16, 0x1000, 1);
-        assert!(s.carve(&crate::stats::TINY, false));
+        assert!(s.carve(&hakmem_core::stats::TINY, false));
         s
     }
 

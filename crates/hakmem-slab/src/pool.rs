@@ -9,15 +9,15 @@
 //! class, the slabs abandoned by threads that exited with live blocks in them, which the next
 //! thread needing that class adopts.
 
-use super::meta::{ABANDONED, Slab, link_front, unlink};
-use super::{Geometry, slab_size};
-use crate::config;
-use crate::os::{self, PAGE};
-use crate::purge::{self, Advice, Stage};
-use crate::segment::{OS_PAGES, PageSource};
-use crate::stats::TierCounters;
-use crate::sync::{AtomicPtr, AtomicU32, AtomicUsize, Mutex, Ordering, RawLock};
+use crate::meta::{ABANDONED, Slab, link_front, unlink};
+use crate::{Geometry, slab_size};
 use core::ptr;
+use hakmem_core::config;
+use hakmem_core::os::{self, PAGE};
+use hakmem_core::purge::{self, Advice, Stage};
+use hakmem_core::segment::{OS_PAGES, PageSource};
+use hakmem_core::stats::TierCounters;
+use hakmem_core::sync::{AtomicPtr, AtomicU32, AtomicUsize, Mutex, Ordering, RawLock};
 
 /// The most classes a tier may have.
 pub const MAX_CLASSES: usize = 48;
@@ -288,7 +288,7 @@ impl SlabPool {
         self.prepare_release(s);
         let segment = self.segment.load(Ordering::Relaxed);
         self.lists.lock().free_push(s, segment);
-        crate::purger::notify(self.slab_size.load(Ordering::Relaxed));
+        hakmem_core::purger::notify(self.slab_size.load(Ordering::Relaxed));
         purge::tick(false);
     }
 
@@ -339,7 +339,7 @@ impl SlabPool {
             s.owner.store(ABANDONED, Ordering::Release);
         }
         drop(l);
-        crate::purger::notify(n * self.slab_size.load(Ordering::Relaxed));
+        hakmem_core::purger::notify(n * self.slab_size.load(Ordering::Relaxed));
         purge::tick(false);
     }
 
@@ -359,7 +359,7 @@ impl SlabPool {
     /// whole segment is free takes its segment back to the OS instead (one `munmap`, nothing
     /// left resident). Runs under the lock, so no slab is taken while its pages go back. True
     /// Returns the bytes of free slabs not cold yet (a later pass has work). `background`: only
-    /// try the lock (the purger thread never waits for one: see `crate::purger`); busy counts
+    /// try the lock (the purger thread never waits for one: see `hakmem_core::purger`); busy counts
     /// one byte.
     pub(crate) fn purge(&self, now: u64, force: bool, background: bool) -> usize {
         let cfg = config::get();
@@ -452,5 +452,20 @@ impl SlabPool {
             }
         }
         waiting
+    }
+}
+
+impl purge::Purgeable for SlabPool {
+    fn purge(&self, now: u64, force: bool, background: bool) -> usize {
+        SlabPool::purge(self, now, force, background)
+    }
+    fn trim_local(&self) {
+        SlabPool::trim_local(self)
+    }
+    fn trim_others(&self, all: bool, background: bool) -> bool {
+        SlabPool::trim_others(self, all, background)
+    }
+    fn after_fork_child(&self) {
+        self.registry_after_fork()
     }
 }

@@ -1,16 +1,34 @@
-//! The slab engine shared by the Tiny tier and the pools.
+//! # hakmem-slab: the slab engine shared by the Tiny tier and the pools
 //!
-//! A *slab* is an aligned run of memory holding blocks of one size class, its metadata
+//! Role: a *slab* is an aligned run of memory holding blocks of one size class, its metadata
 //! ([`meta::Slab`]) in its first 128 bytes, so the metadata of any block is found by masking the
 //! block's address. Each slab is owned by one thread's [`heap::Heap`]; allocation pops from the
 //! slab's free list, the owner's frees push onto the same list, other threads' frees push onto
 //! its atomic remote list (`remote`). Unused and abandoned slabs live in a shared
-//! [`pool::SlabPool`] (one lock, taken once per slab, never per block).
+//! [`pool::SlabPool`] (one lock, taken once per slab, never per block), which takes its
+//! segments from a [`PageSource`](hakmem_core::segment::PageSource) the tier names.
 //!
-//! A tier is a [`Geometry`]: slab size, segment size, owner-map tag, block sizes, and how its
-//! direct table maps to classes. Tiny uses 64 KiB slabs and a direct table by word size; the
-//! pools use 1 MiB (L2) and 4 MiB (L2.5) slabs and a direct table by class.
+//! A tier is a [`Geometry`]: slab size, segment size, owner-map tag, block sizes, counters,
+//! page source, and how its direct table maps to classes. The engine knows no tier: Tiny
+//! (`hakmem-tiny`) and the pools (`hakmem-pool`) each define theirs and hand it to the engine.
+//! [`census`] counts what a tier's slabs hold; [`thread_heap!`] gives each thread its heap.
+//!
+//! Invariants:
+//! - A block belongs to exactly one list at a time: a slab's `free`, `deferred` or remote
+//!   list, a freeing thread's held-back batch, or the program; `used` counts the blocks outside
+//!   the slab's own lists (plus one for a pinned current slab).
+//! - Only the owning thread touches a slab's non-atomic fields (or whoever holds the pool lock
+//!   while the slab sits on a pool list); `owner` routes every free.
+//! - A segment is never given back while any of its slabs is in use.
+//! - Nothing here allocates through a global allocator or takes a lock libc might hold.
+#![no_std]
+#![warn(missing_docs)]
 
+#[cfg(any(test, loom))]
+extern crate std;
+
+#[cfg(not(loom))]
+pub mod census;
 #[cfg(not(loom))]
 pub mod heap;
 pub(crate) mod link;
@@ -29,9 +47,9 @@ pub use tier::*;
 
 #[cfg(not(loom))]
 mod tier {
-    use super::pool;
-    use crate::map::Tag;
-    use crate::stats::TierCounters;
+    use crate::pool;
+    use hakmem_core::map::Tag;
+    use hakmem_core::stats::TierCounters;
 
     /// What distinguishes one slab tier from another.
     ///

@@ -20,16 +20,16 @@
 //! Larson: its frees turn local at once), or by the next thread needing a slab of its class,
 //! or given back by a purge pass once all its blocks are free.
 
-use super::link;
-use super::meta::{ABANDONED, FULL, SECURE, Slab};
-use super::pool::slab_of;
-use super::remote::Block;
-use super::{Geometry, slab_size};
-use crate::os::thread_id;
-use crate::sync::{AtomicU32, AtomicU64, Ordering, RawLock};
+use crate::link;
+use crate::meta::{ABANDONED, FULL, SECURE, Slab};
+use crate::pool::slab_of;
+use crate::remote::Block;
+use crate::{Geometry, slab_size};
 use core::cell::Cell;
 use core::marker::PhantomData;
 use core::ptr;
+use hakmem_core::os::thread_id;
+use hakmem_core::sync::{AtomicU32, AtomicU64, Ordering, RawLock};
 
 /// The slab every unused direct entry points to: it never has a free block.
 pub static EMPTY: Slab = Slab::empty_at(EMPTY_PTR);
@@ -189,7 +189,7 @@ pub struct Heap<G: Geometry, const D: usize, const C: usize> {
     quarantine: [Cell<*mut Block>; QUARANTINE],
     quarantine_next: Cell<u32>,
     /// Guard-page sampling (`Config::guard_rate`): one allocation in `sample_every` comes
-    /// from [`crate::guard`]; `sample_left` counts down to the next. While on, the direct table
+    /// from [`hakmem_core::guard`]; `sample_left` counts down to the next. While on, the direct table
     /// stays on [`EMPTY`], as in the hardened mode.
     sample_every: Cell<u32>,
     sample_left: Cell<u32>,
@@ -336,7 +336,7 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
 
     fn init(&self) {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-        let cfg = crate::config::get();
+        let cfg = hakmem_core::config::get();
         let secure = cfg.secure;
         self.secure.set(secure);
         self.sample_every.set(cfg.guard_rate());
@@ -488,7 +488,7 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
         unsafe { s.pop() }.cast()
     }
 
-    /// Every `sample_every`-th allocation: a guard-page block ([`crate::guard`]) for `size`
+    /// Every `sample_every`-th allocation: a guard-page block ([`hakmem_core::guard`]) for `size`
     /// bytes of `class`, if it fits one. A pool's block must keep its class's alignment (the
     /// facade sends it aligned requests up to 128 bytes by size), so it gets the class size;
     /// a Tiny request is sized exactly (an aligned one arrives as its class size already).
@@ -502,7 +502,7 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
         self.sample_left.set(self.sample_every.get());
         let bs = G::CLASSES[class] as usize;
         let n = if bs <= 1024 { size.max(1) } else { bs };
-        let p = crate::guard::alloc(n);
+        let p = hakmem_core::guard::alloc(n);
         (!p.is_null()).then_some(p)
     }
 
@@ -803,12 +803,12 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
     #[cold]
     #[inline(never)]
     fn trim_after_adopt(&self) {
-        let now = crate::os::now_ms();
-        let every = (crate::config::get().purge_delay_ms / 2).max(1);
+        let now = hakmem_core::os::now_ms();
+        let every = (hakmem_core::config::get().purge_delay_ms / 2).max(1);
         if now.wrapping_sub(self.last_trim.get()) >= every {
             self.last_trim.set(now);
             self.trim();
-            crate::purge::tick(false);
+            hakmem_core::purge::tick(false);
         }
     }
 

@@ -5,7 +5,7 @@
 //! top 16 bits are neither all zeros nor all ones), so:
 //! - a link written over by the program (a use after free, an overflow from the block before)
 //!   decodes to an address outside the slab, or off a block boundary, unless the writer knows
-//!   the key: [`Slab::pop`](super::meta::Slab) checks both before it hands a block out;
+//!   the key: [`Slab::pop`](crate::meta::Slab) checks both before it hands a block out;
 //! - a live block's first word (program data, or the zero an allocation leaves there) does not
 //!   look like a link: a pointer, a small integer or -1 XORed with `KEY` has its top bits set,
 //!   so "decodes into this slab" ([`looks_free`]) means the block is already free — a double
@@ -57,7 +57,7 @@ fn fresh_key() -> usize {
         } else {
             unsafe { r.read_unaligned() ^ r.add(1).read_unaligned() }
         };
-        k = mix(a ^ crate::os::now_ms() ^ (&k as *const u64 as u64));
+        k = mix(a ^ hakmem_core::os::now_ms() ^ (&k as *const u64 as u64));
     }
     let top = (k >> 48) % 0xFFFE + 1;
     ((k & ((1 << 48) - 1)) | (top << 48)) as usize

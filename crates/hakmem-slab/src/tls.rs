@@ -9,9 +9,9 @@
 //! `dlopen` of `libhakmem.so` may be refused by the loader. Elsewhere, `thread_local!`.
 //!
 //! The heap's initial image: every direct entry points at
-//! [`EMPTY`](crate::slab::heap::EMPTY), every other byte is zero — exactly
-//! [`Heap::new`](crate::slab::heap::Heap::new) (each tier checks it with
-//! [`Heap::is_fresh`](crate::slab::heap::Heap::is_fresh) in a test).
+//! [`EMPTY`](crate::heap::EMPTY), every other byte is zero — exactly
+//! [`Heap::new`](crate::heap::Heap::new) (each tier checks it with
+//! [`Heap::is_fresh`](crate::heap::Heap::is_fresh) in a test).
 
 /// Defines `fn $name() -> &'static $heap`, this thread's heap of type `$heap` (a
 /// `Heap<G, D, C>` with `$direct` = D direct entries), stored in TLS under the assembly symbol
@@ -35,7 +35,7 @@ macro_rules! thread_heap {
             ".popsection",
             size = const ::core::mem::size_of::<$heap>(),
             direct = const $direct,
-            empty = sym $crate::slab::heap::EMPTY,
+            empty = sym $crate::heap::EMPTY,
         );
 
         /// This thread's heap.

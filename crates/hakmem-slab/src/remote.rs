@@ -7,9 +7,9 @@
 //! blocks it took without walking the list: the walk would fetch every block, each last
 //! written by another core, one dependent cache miss after another.
 
-use super::link;
-use crate::sync::{AtomicU64, Ordering};
+use crate::link;
 use core::ptr;
+use hakmem_core::sync::{AtomicU64, Ordering};
 
 /// A free block: its first word links it into a list.
 #[repr(C)]
@@ -70,7 +70,7 @@ impl RemoteList {
     }
 
     /// Pushes a chain of `n` blocks, `first` to `last` linked through `next` (encoded links,
-    /// `super::link`), with one CAS; `last` gets the encoded link to the old head (`end` if
+    /// `crate::link`), with one CAS; `last` gets the encoded link to the old head (`end` if
     /// none). After it the caller must not touch the blocks or the slab again.
     ///
     /// # Safety

@@ -24,7 +24,7 @@
 //! `drop_remote` and `holds_block`, and the pool lists' `link_front` / `unlink`; under loom its
 //! `Cell` fields are loom's checked cells, so
 //! any access to them not ordered by happens-before fails the model), the real
-//! [`RemoteList`](super::remote) inside it, and the real futex [`Mutex`] as the pool lock
+//! [`RemoteList`](crate::remote) inside it, and the real futex [`Mutex`] as the pool lock
 //! (loom's own mutex where three threads may wait on the lock at once: the futex lock's
 //! waiters spin on `yield_now`, and loom explores two spinning waiters taking turns without
 //! end). The pool and heap steps are copied from the functions named on each helper below (one
@@ -33,12 +33,12 @@
 
 extern crate std;
 
-use super::meta::{ABANDONED, FULL, SLAB_HEADER, Slab, link_front, unlink};
-use super::remote::Block;
-use crate::stats::TINY;
-use crate::sync::{Mutex, Ordering};
+use crate::meta::{ABANDONED, FULL, SLAB_HEADER, Slab, link_front, unlink};
+use crate::remote::Block;
 use core::ops::DerefMut;
 use core::ptr;
+use hakmem_core::stats::TINY;
+use hakmem_core::sync::{Mutex, Ordering};
 use loom::thread;
 use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::vec::Vec;
@@ -235,7 +235,7 @@ fn drain(s: &Slab, got: &mut Vec<usize>) {
 /// # Safety
 /// `b` must be a dead block of `s`, which the caller owns.
 unsafe fn free_local(s: &Slab, b: *mut Block) {
-    let key = super::link::key();
+    let key = crate::link::key();
     assert!(
         s.check_free(b.cast(), SLAB_BYTES, key),
         "a live block of the slab"

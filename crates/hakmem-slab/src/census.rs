@@ -5,14 +5,14 @@
 //! The walk takes the tier's pool lock (so no segment of the tier is unmapped meanwhile: they
 //! are only given back under it, by the purge pass) and reads every slab header of the
 //! chunks the owner map gives the tier, between the lowest and highest chunk ever reserved
-//! ([`crate::stats::chunk_range`]). Other threads go on allocating and freeing meanwhile: the
+//! ([`hakmem_core::stats::chunk_range`]). Other threads go on allocating and freeing meanwhile: the
 //! counts are a moment's, each slab's own consistent to a block or so.
 
-use crate::map::{CHUNK_SHIFT, CHUNK_SIZE, MAP};
-use crate::slab::meta::{ABANDONED, FULL, Slab};
-use crate::slab::{Geometry, slab_size};
+use crate::meta::{ABANDONED, FULL, Slab};
+use crate::{Geometry, slab_size};
 use core::cell::Cell;
 use core::sync::atomic::Ordering;
+use hakmem_core::map::{CHUNK_SHIFT, CHUNK_SIZE, MAP};
 
 /// What the slabs of one tier hold now.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -59,7 +59,7 @@ pub fn census<G: Geometry>() -> Option<Census> {
         core::hint::spin_loop();
     }
     let mut c = Census::default();
-    for chunk in crate::stats::chunk_range() {
+    for chunk in hakmem_core::stats::chunk_range() {
         let base = chunk << CHUNK_SHIFT;
         if MAP.tag(base) != G::TAG {
             continue;
