@@ -29,7 +29,7 @@ fn config(budget_bytes: usize, max_age_ms: u64) -> BigCacheConfig {
 
 /// A fresh mapping as the large path makes them.
 fn map(len: usize, align: usize) -> *mut u8 {
-    let p = OS_PAGES.reserve(len, align, TAG_LARGE);
+    let p = OS_PAGES.reserve(len, align, TAG_LARGE, false);
     assert!(!p.is_null());
     p
 }

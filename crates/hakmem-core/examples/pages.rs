@@ -27,5 +27,11 @@ fn main() {
         "stack address tag: {}",
         map::tag_of(&r as *const _ as *const u8)
     );
-    println!("{}", hakmem_core::stats::snapshot());
+    use hakmem_core::stats::{OS_MAPPED, OS_PEAK, OS_SEGMENTS};
+    println!(
+        "os.mapped={} os.segments={} os.peak={}",
+        OS_MAPPED.get(),
+        OS_SEGMENTS.get(),
+        OS_PEAK.get()
+    );
 }

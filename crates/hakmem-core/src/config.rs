@@ -21,7 +21,7 @@
 //! | `HAKMEM_VERBOSE` | 0 | 0 | 0 | 0 | 1 |
 //!
 //! Other variables: `HAKMEM_STATS` (`0`/`1`/`json`: the report at exit; `HAKMEM_STATS_FILE`:
-//! where, see [`crate::report`]), `HAKMEM_PURGE_DELAY_MS`
+//! where, see the facade's `hakmem::report`), `HAKMEM_PURGE_DELAY_MS`
 //! (`100`, 0..=60000), `HAKMEM_ELO_REPORT` (`0`/`1`: the learning leaderboard at exit),
 //! `HAKMEM_ON_ERROR` (`abort`/`warn`: what a detected heap misuse does after its report),
 //! `HAKMEM_SECURE` (`0`/`1`: the hardened mode),

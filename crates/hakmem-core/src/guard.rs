@@ -249,7 +249,7 @@ impl Guard {
     /// Makes the reservation (caller holds the lock): the whole chunk `PROT_NONE`, the fault
     /// handler installed. 0 when the OS refuses.
     fn reserve(&self) -> usize {
-        let p = OS_PAGES.reserve(CHUNK_SIZE, CHUNK_SIZE, TAG_GUARD);
+        let p = OS_PAGES.reserve(CHUNK_SIZE, CHUNK_SIZE, TAG_GUARD, false);
         if p.is_null() {
             return 0;
         }

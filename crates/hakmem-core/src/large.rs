@@ -147,11 +147,19 @@ pub fn alloc_at(
                 q if q.is_null() => {
                     // SAFETY: as above; growing failed and left it as it was.
                     unsafe { OS_PAGES.release(b, l) };
-                    (OS_PAGES.reserve(len, seg_align, TAG_LARGE), len, true)
+                    (
+                        OS_PAGES.reserve(len, seg_align, TAG_LARGE, false),
+                        len,
+                        true,
+                    )
                 }
                 q => (q, len, false),
             },
-            None => (OS_PAGES.reserve(len, seg_align, TAG_LARGE), len, true),
+            None => (
+                OS_PAGES.reserve(len, seg_align, TAG_LARGE, false),
+                len,
+                true,
+            ),
         },
     };
     if base.is_null() {
@@ -333,7 +341,7 @@ unsafe fn grow_mapping(base: *mut u8, len: usize, new_len: usize, align: usize) 
         stats::OS_PEAK.raise_to(stats::OS_MAPPED.get());
         return base;
     }
-    let target = OS_PAGES.reserve(new_len, align.max(CHUNK_SIZE), TAG_LARGE);
+    let target = OS_PAGES.reserve(new_len, align.max(CHUNK_SIZE), TAG_LARGE, false);
     if target.is_null() {
         return ptr::null_mut();
     }

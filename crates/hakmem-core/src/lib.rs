@@ -3,8 +3,7 @@
 //! Role: what every layer needs. Obtains memory from the OS in chunk-aligned segments
 //! ([`segment`], [`os`]) through a [`segment::PageSource`], records which tier owns each 4 MiB
 //! chunk in the address → owner map ([`map`]), reads the configuration ([`config`], changed at
-//! run time through [`tunables`]), keeps the counters ([`stats`], with the exit report in
-//! [`report`]), gives freed memory back by one policy ([`purge`], run in the background by
+//! run time through [`tunables`]), keeps the counters ([`stats`]), gives freed memory back by one policy ([`purge`], run in the background by
 //! [`purger`]), and serves what the slab tiers do not: page runs ([`run`]) for the sizes and
 //! alignments up to 1 MiB the facade does not give the pools and for big blocks up to 64 MiB,
 //! and direct mappings for the rest ([`large`], with an optional [`large::MappingCache`] in
@@ -27,7 +26,6 @@
 #[cfg(test)]
 extern crate std;
 
-pub mod class;
 pub mod config;
 pub mod diag;
 #[cfg(not(loom))]
@@ -41,8 +39,6 @@ pub mod policy;
 pub mod purge;
 #[cfg(not(loom))]
 pub mod purger;
-#[cfg(not(loom))]
-pub mod report;
 #[cfg(not(loom))]
 pub mod run;
 #[cfg(not(loom))]

@@ -15,20 +15,16 @@ pub const ADDRESS_BITS: usize = 47;
 #[cfg(not(loom))]
 const ENTRIES: usize = 1 << (ADDRESS_BITS - CHUNK_SHIFT);
 
-/// What owns a chunk. The tiers register their own values; 0 means "not hakmem's".
+/// What owns a chunk; 0 means "not hakmem's". Core's own tiers use the values below; the
+/// tiers above core define theirs (hakmem-tiny 1, hakmem-pool 4 and 5), and the facade's tier
+/// table refuses two tiers with one tag. Values stay below 8 (the purge counters' index).
 pub type Tag = u8;
 /// Not hakmem's memory.
 pub const TAG_NONE: Tag = 0;
-/// A Tiny segment (hakmem-tiny).
-pub const TAG_TINY: Tag = 1;
 /// A page-run segment (core's run path).
 pub const TAG_RUN: Tag = 2;
 /// A direct mapping (core's large path).
 pub const TAG_LARGE: Tag = 3;
-/// An L2 pool segment (hakmem-pool, above 1 KiB up to 32 KiB).
-pub const TAG_L2: Tag = 4;
-/// An L2.5 pool segment (hakmem-pool, above 32 KiB up to 1 MiB).
-pub const TAG_L25: Tag = 5;
 /// The guard-page reservation (core's sampled guarded blocks, [`crate::guard`]).
 pub const TAG_GUARD: Tag = 6;
 /// A big page-run segment (core's run engine with 256 KiB pages, [`crate::run::BIG_RUNS`]).
@@ -157,14 +153,14 @@ mod loom_tests {
             let map = Arc::new(Map::new());
             let m = map.clone();
             let t1 = thread::spawn(move || {
-                m.set(0, CHUNK_SIZE, TAG_TINY);
+                m.set(0, CHUNK_SIZE, 1);
                 m.clear(0, CHUNK_SIZE);
             });
             let m = map.clone();
             let t2 = thread::spawn(move || m.set(CHUNK_SIZE, 2 * CHUNK_SIZE, TAG_LARGE));
 
             let t = map.tag(CHUNK_SIZE / 2);
-            assert!(t == TAG_NONE || t == TAG_TINY, "chunk 0 read {t}");
+            assert!(t == TAG_NONE || t == 1, "chunk 0 read {t}");
             for addr in [CHUNK_SIZE, 2 * CHUNK_SIZE + 64, 5 * CHUNK_SIZE + 8] {
                 let t = map.tag(addr);
                 assert!(t == TAG_NONE || t == TAG_LARGE, "{addr:#x} read {t}");
@@ -207,7 +203,7 @@ mod loom_tests {
             let t1 = thread::spawn(move || {
                 m.set(base, CHUNK_SIZE, TAG_LARGE);
                 tx.store(base, Ordering::Release);
-                m.set(3 * CHUNK_SIZE, CHUNK_SIZE, TAG_L2);
+                m.set(3 * CHUNK_SIZE, CHUNK_SIZE, 4);
             });
             let (m, rx, tx) = (map.clone(), mapped.clone(), unmapped.clone());
             let t2 = thread::spawn(move || {
@@ -233,7 +229,7 @@ mod loom_tests {
 
             t1.join().unwrap();
             t2.join().unwrap();
-            assert_eq!(map.tag(3 * CHUNK_SIZE), TAG_L2);
+            assert_eq!(map.tag(3 * CHUNK_SIZE), 4);
             if p != 0 {
                 assert_eq!(
                     map.tag(base),

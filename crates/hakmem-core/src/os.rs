@@ -107,16 +107,6 @@ pub unsafe fn unmap(p: *mut u8, size: usize) {
     unsafe { libc::munmap(p.cast(), size) };
 }
 
-/// Tells the OS the contents of a page-aligned range are no longer needed: its physical pages
-/// are released now and the range reads back as zeros.
-///
-/// # Safety
-/// The range must be mapped and hold no live data.
-pub unsafe fn purge(p: *mut u8, size: usize) {
-    // SAFETY: the caller owns the range and its contents are dead.
-    unsafe { libc::madvise(p.cast(), size, libc::MADV_DONTNEED) };
-}
-
 /// The calling thread's `errno`.
 #[inline]
 pub fn errno() -> i32 {
@@ -266,4 +256,42 @@ mod tests {
             }
         }
     }
+}
+
+/// The process's resident set in bytes, from `/proc/self/statm` (read into a stack buffer with
+/// raw `open`/`read`); 0 when it cannot be read.
+pub fn resident_bytes() -> u64 {
+    keep_errno(|| {
+        let mut buf = [0u8; 128];
+        // SAFETY: a NUL-terminated path; the descriptor is closed below.
+        let fd = unsafe {
+            libc::open(
+                c"/proc/self/statm".as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return 0;
+        }
+        // SAFETY: reading into our own buffer of that length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        // SAFETY: our descriptor.
+        unsafe { libc::close(fd) };
+        if n <= 0 {
+            return 0;
+        }
+        // "size resident shared ...", in pages.
+        let pages = buf[..n as usize]
+            .split(|&c| c == b' ')
+            .nth(1)
+            .filter(|w| !w.is_empty() && w.iter().all(u8::is_ascii_digit))
+            .map_or(0, |w| {
+                w.iter().fold(0u64, |v, d| {
+                    v.wrapping_mul(10).wrapping_add((d - b'0') as u64)
+                })
+            });
+        // SAFETY: no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        pages.saturating_mul(page.max(0) as u64)
+    })
 }

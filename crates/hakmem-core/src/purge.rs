@@ -15,6 +15,7 @@
 
 use crate::config::{self, FreePolicy};
 use crate::os;
+use crate::segment::PageSource;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
@@ -75,25 +76,23 @@ pub fn decide(
     }
 }
 
-/// Applies `advice` to a page-aligned range; returns the stage it leaves the range in.
+/// Applies `advice` to a page-aligned range of `source`'s; returns the stage it leaves the
+/// range in.
 ///
 /// # Safety
-/// The range must be mapped and hold no live data.
-pub unsafe fn apply(advice: Advice, p: *mut u8, len: usize, stage: Stage) -> Stage {
-    let how = match advice {
-        Advice::Wait => return stage,
-        Advice::Free => libc::MADV_FREE,
-        Advice::DontNeed => libc::MADV_DONTNEED,
-    };
-    // SAFETY: the caller owns the dead range.
-    let rc = os::keep_errno(|| unsafe { libc::madvise(p.cast(), len, how) });
-    if rc == 0 {
-        crate::stats::add_purged(p, len);
-    }
-    match (rc, advice) {
-        (0, Advice::Free) => Stage::Warm,
-        (0, _) => Stage::Cold,
-        _ => stage,
+/// The range must lie in a reservation of `source` and hold no live data.
+pub unsafe fn apply<S: PageSource + ?Sized>(
+    source: &S,
+    advice: Advice,
+    p: *mut u8,
+    len: usize,
+    stage: Stage,
+) -> Stage {
+    // SAFETY: forwarded contract.
+    match (advice, unsafe { source.purge(p, len, advice) }) {
+        (Advice::Wait, _) | (_, false) => stage,
+        (Advice::Free, true) => Stage::Warm,
+        (Advice::DontNeed, true) => Stage::Cold,
     }
 }
 
@@ -325,9 +324,21 @@ mod tests {
         // SAFETY: a fresh private mapping of `len` bytes, unmapped at the end.
         unsafe {
             p.write_bytes(0xAB, len);
-            assert_eq!(apply(Advice::DontNeed, p, len, Stage::Hot), Stage::Cold);
+            assert_eq!(
+                apply(
+                    &crate::segment::OS_PAGES,
+                    Advice::DontNeed,
+                    p,
+                    len,
+                    Stage::Hot
+                ),
+                Stage::Cold
+            );
             assert_eq!(*p.add(len - 1), 0);
-            assert_eq!(apply(Advice::Free, p, len, Stage::Hot), Stage::Warm);
+            assert_eq!(
+                apply(&crate::segment::OS_PAGES, Advice::Free, p, len, Stage::Hot),
+                Stage::Warm
+            );
             crate::os::unmap(p, len);
         }
     }

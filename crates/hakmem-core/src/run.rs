@@ -27,7 +27,7 @@ use crate::config::FreePolicy;
 use crate::diag::Fault;
 use crate::map::{CHUNK_SIZE, TAG_BIG_RUN, TAG_RUN, Tag};
 use crate::os;
-use crate::purge::Stage;
+use crate::purge::{Advice, Stage};
 use crate::segment::{OS_PAGES, PageSource};
 use crate::stats::{self, Counter};
 use crate::sync::{Mutex, RawLock};
@@ -242,7 +242,7 @@ impl<const SHIFT: u32> Runs<SHIFT> {
     }
 
     fn new_segment(&self) -> *mut RunSegment {
-        let base = OS_PAGES.reserve(Self::SEGMENT, Self::SEGMENT, self.tag);
+        let base = OS_PAGES.reserve(Self::SEGMENT, Self::SEGMENT, self.tag, self.tag == TAG_RUN);
         if base.is_null() {
             return ptr::null_mut();
         }
@@ -406,7 +406,7 @@ impl<const SHIFT: u32> Runs<SHIFT> {
                     // (a second free meanwhile sees the mark: a double free).
                     (*seg).len[i] = FREED | n as u16;
                     drop(segs);
-                    OS_PAGES.purge(p, n * Self::PAGE);
+                    OS_PAGES.purge(p, n * Self::PAGE, Advice::DontNeed);
                     segs = self.segs.lock();
                     mark(&mut (*seg).touched, i, n, false);
                 } else {
@@ -526,7 +526,7 @@ impl<const SHIFT: u32> Runs<SHIFT> {
             while let Some(start) = i {
                 let end = first_free(&s.aged, start);
                 let p = (seg as usize + start * Self::PAGE) as *mut u8;
-                crate::purge::apply(advice, p, (end - start) * Self::PAGE, Stage::Hot);
+                crate::purge::apply(&OS_PAGES, advice, p, (end - start) * Self::PAGE, Stage::Hot);
                 i = first_used(&s.aged, end, PAGES);
             }
             let mut any = false;

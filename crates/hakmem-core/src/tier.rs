@@ -156,7 +156,7 @@ mod tests {
         assert_eq!(T.get(TAG_BIG_RUN).map(|t| t.name), Some("big runs"));
         assert_eq!(T.get(TAG_GUARD).map(|t| t.name), Some("guard"));
         assert!(T.get(0).is_none());
-        assert!(T.get(crate::map::TAG_TINY).is_none());
+        assert!(T.get(1).is_none());
         assert!(T.get(200).is_none());
     }
 

@@ -11,8 +11,8 @@ use core::ptr;
 pub unsafe extern "C" fn hakmem_stats_json(buf: *mut c_char, cap: usize) -> usize {
     use core::fmt::Write;
     let s = hakmem::stats();
-    let mut text = hakmem_core::diag::StackBuf::<{ hakmem_core::report::REPORT_MAX }>::new();
-    let _ = write!(text, "{}", hakmem_core::report::Json(&s));
+    let mut text = hakmem_core::diag::StackBuf::<{ hakmem::report::REPORT_MAX }>::new();
+    let _ = write!(text, "{}", hakmem::report::Json(&s));
     let bytes = text.as_bytes();
     if !buf.is_null() && cap > 0 {
         let n = bytes.len().min(cap - 1);

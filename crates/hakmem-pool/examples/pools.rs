@@ -2,7 +2,8 @@
 //! their exact class sizes (four per doubling: waste below 25%), and frees from another thread.
 //! `cargo run --release -p hakmem-pool --example pools`
 
-use hakmem_core::map::{TAG_L2, TAG_L25, tag_of};
+use hakmem_core::map::tag_of;
+use hakmem_pool::{L2_TAG as TAG_L2, L25_TAG as TAG_L25};
 
 fn main() {
     let sizes = [
@@ -51,5 +52,11 @@ fn main() {
         // SAFETY: live L2 blocks of this thread, freed once.
         unsafe { hakmem_pool::free_l2(p as *mut u8) };
     }
-    println!("{}", hakmem_core::stats::snapshot());
+    let c = &hakmem_pool::L2_COUNTERS;
+    println!(
+        "L2: carved={} slabs={} remote={}",
+        c.carved.get(),
+        c.slabs.get(),
+        c.remote.get()
+    );
 }

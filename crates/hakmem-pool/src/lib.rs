@@ -71,13 +71,24 @@ pub(crate) const fn l25_class(size: usize) -> usize {
 #[cfg(not(loom))]
 mod api {
     use super::*;
-    use hakmem_core::map::{CHUNK_SIZE, TAG_L2, TAG_L25, Tag};
-    use hakmem_core::stats::{self, TierCounters};
+    use hakmem_core::map::{CHUNK_SIZE, Tag};
+    use hakmem_core::segment::OsPages;
+    use hakmem_core::stats::TierCounters;
     use hakmem_core::sync::RawLock;
     use hakmem_core::tier::Tier;
     use hakmem_slab::Geometry;
     use hakmem_slab::heap::{self as engine, Heap};
     use hakmem_slab::pool::SlabPool;
+
+    /// The owner-map tag of L2 segments.
+    pub const L2_TAG: Tag = 4;
+    /// The owner-map tag of L2.5 segments.
+    pub const L25_TAG: Tag = 5;
+
+    /// The L2 pool's counters.
+    pub static L2_COUNTERS: TierCounters = TierCounters::new();
+    /// The L2.5 pool's counters (the stats line's `pool.*` sums both pools).
+    pub static L25_COUNTERS: TierCounters = TierCounters::new();
 
     /// The L2 pool's shape: 1 MiB slabs, current slab pinned (larger slabs mean fewer slabs per
     /// class, so a freed block is more often on the current slab's list and reused hot; see
@@ -94,7 +105,7 @@ mod api {
     unsafe impl Geometry for L2 {
         const SLAB_SHIFT: usize = 20;
         const SEGMENT: usize = CHUNK_SIZE;
-        const TAG: Tag = TAG_L2;
+        const TAG: Tag = L2_TAG;
         const CLASSES: &'static [u32] = &L2_CLASSES;
         const EMPTY_CACHE: u32 = 2;
         const PIN_CURRENT: bool = true;
@@ -106,11 +117,12 @@ mod api {
         fn direct_range(class: usize) -> (usize, usize) {
             (class, class)
         }
+        type Pages = OsPages;
         fn pool() -> &'static SlabPool {
             &L2_POOL
         }
         fn counters() -> &'static TierCounters {
-            &stats::POOL
+            &L2_COUNTERS
         }
     }
 
@@ -119,23 +131,25 @@ mod api {
     unsafe impl Geometry for L25 {
         const SLAB_SHIFT: usize = 22;
         const SEGMENT: usize = CHUNK_SIZE;
-        const TAG: Tag = TAG_L25;
+        const TAG: Tag = L25_TAG;
         const CLASSES: &'static [u32] = &L25_CLASSES;
         const EMPTY_CACHE: u32 = 0;
         const PIN_CURRENT: bool = false;
         const ADOPT_ON_FREE: bool = false;
         const REMOTE_BATCH_BYTES: usize = 0;
+        const DENSE: bool = true;
         fn class_of(size: usize) -> usize {
             l25_class(size)
         }
         fn direct_range(class: usize) -> (usize, usize) {
             (class, class)
         }
+        type Pages = OsPages;
         fn pool() -> &'static SlabPool {
             &L25_POOL
         }
         fn counters() -> &'static TierCounters {
-            &stats::L25
+            &L25_COUNTERS
         }
     }
 
@@ -175,7 +189,7 @@ mod api {
     /// Frees an L2 block.
     ///
     /// # Safety
-    /// `p` must be a live block in a chunk the owner map tags [`TAG_L2`].
+    /// `p` must be a live block in a chunk the owner map tags [`L2_TAG`].
     #[inline]
     pub unsafe fn free_l2(p: *mut u8) {
         // SAFETY: forwarded contract.
@@ -185,7 +199,7 @@ mod api {
     /// Frees an L2.5 block.
     ///
     /// # Safety
-    /// `p` must be a live block in a chunk the owner map tags [`TAG_L25`].
+    /// `p` must be a live block in a chunk the owner map tags [`L25_TAG`].
     #[inline]
     pub unsafe fn free_l25(p: *mut u8) {
         // SAFETY: forwarded contract.
@@ -195,7 +209,7 @@ mod api {
     /// The class size of a live L2 block (0 for a pointer that is not one).
     ///
     /// # Safety
-    /// `p` must lie in a chunk the owner map tags [`TAG_L2`] (its slab header is read).
+    /// `p` must lie in a chunk the owner map tags [`L2_TAG`] (its slab header is read).
     pub unsafe fn usable_size_l2(p: *mut u8) -> usize {
         // SAFETY: forwarded contract.
         unsafe { engine::usable_size::<L2>(p) }
@@ -204,7 +218,7 @@ mod api {
     /// The class size of a live L2.5 block (0 for a pointer that is not one).
     ///
     /// # Safety
-    /// `p` must lie in a chunk the owner map tags [`TAG_L25`] (its slab header is read).
+    /// `p` must lie in a chunk the owner map tags [`L25_TAG`] (its slab header is read).
     pub unsafe fn usable_size_l25(p: *mut u8) -> usize {
         // SAFETY: forwarded contract.
         unsafe { engine::usable_size::<L25>(p) }
@@ -212,7 +226,7 @@ mod api {
 
     /// The L2 pool as the facade's tag table holds it.
     pub const L2_TIER: Tier = Tier {
-        tag: TAG_L2,
+        tag: L2_TAG,
         name: "L2",
         free: free_l2,
         usable_size: usable_size_l2,
@@ -221,7 +235,7 @@ mod api {
 
     /// The L2.5 pool as the facade's tag table holds it.
     pub const L25_TIER: Tier = Tier {
-        tag: TAG_L25,
+        tag: L25_TAG,
         name: "L2.5",
         free: free_l25,
         usable_size: usable_size_l25,

@@ -4,11 +4,12 @@
 //! (distinct, non-overlapping, reused after free), stray pointers, the
 //! table entries, and frees from another thread.
 
-use hakmem_core::map::{TAG_L2, TAG_L25, tag_of};
+use hakmem_core::map::tag_of;
 use hakmem_pool::{
     L2_CLASSES, L2_MAX, L2_TIER, L25_CLASSES, L25_TIER, MAX_SIZE, alloc, free_l2, free_l25,
     usable_size_l2, usable_size_l25,
 };
+use hakmem_pool::{L2_TAG as TAG_L2, L25_TAG as TAG_L25};
 use std::collections::HashSet;
 use std::sync::mpsc;
 use std::thread;
@@ -176,7 +177,7 @@ fn remote_frees_are_reused() {
     ] {
         let n = if is_l2(size) { 200 } else { 12 };
         let rounds = 10;
-        let r0 = hakmem_core::stats::snapshot().pool_remote;
+        let r0 = hakmem_pool::L2_COUNTERS.remote.get() + hakmem_pool::L25_COUNTERS.remote.get();
         let (to_b, from_a) = mpsc::channel::<Vec<usize>>();
         let (to_a, from_b) = mpsc::channel::<()>();
         let b = thread::spawn(move || {
@@ -216,7 +217,8 @@ fn remote_frees_are_reused() {
         });
         let reused = a.join().unwrap();
         b.join().unwrap();
-        let grew = hakmem_core::stats::snapshot().pool_remote - r0;
+        let grew =
+            (hakmem_pool::L2_COUNTERS.remote.get() + hakmem_pool::L25_COUNTERS.remote.get()) - r0;
         assert!(
             reused >= n * (rounds - 1) / 2,
             "{size}: only {reused} blocks reused remotely freed memory"

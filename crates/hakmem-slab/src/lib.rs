@@ -49,6 +49,7 @@ pub use tier::*;
 mod tier {
     use crate::pool;
     use hakmem_core::map::Tag;
+    use hakmem_core::segment::PageSource;
     use hakmem_core::stats::TierCounters;
 
     /// What distinguishes one slab tier from another.
@@ -94,8 +95,13 @@ mod tier {
         fn class_of(size: usize) -> usize;
         /// The first and last direct-table entries served by `class`.
         fn direct_range(class: usize) -> (usize, usize);
+        /// Whether the tier's memory stays densely used and is reused in place, so huge pages
+        /// pay off (the THP policy's `auto` asks for them only there).
+        const DENSE: bool = false;
+        /// Where the tier's segments come from.
+        type Pages: PageSource + 'static;
         /// The tier's shared slab pool.
-        fn pool() -> &'static pool::SlabPool;
+        fn pool() -> &'static pool::SlabPool<Self::Pages>;
         /// The tier's counters.
         fn counters() -> &'static TierCounters;
         /// Where a request goes instead while the tier is switched off (`HAKMEM_TINY_POOL=0`,

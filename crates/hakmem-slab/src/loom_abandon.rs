@@ -37,7 +37,10 @@ use crate::meta::{ABANDONED, FULL, SLAB_HEADER, Slab, link_front, unlink};
 use crate::remote::Block;
 use core::ops::DerefMut;
 use core::ptr;
-use hakmem_core::stats::TINY;
+use hakmem_core::stats::TierCounters;
+
+/// The models' tier counters.
+static TINY: TierCounters = TierCounters::new();
 use hakmem_core::sync::{Mutex, Ordering};
 use loom::thread;
 use std::alloc::{Layout, alloc_zeroed, dealloc};

@@ -660,7 +660,7 @@ mod tests {
             &*p
         };
         s.format(1, 16, 1 << 16, 0x1000, 1);
-        assert!(s.carve(&hakmem_core::stats::TINY, false));
+        assert!(s.carve(&hakmem_core::stats::TierCounters::new(), false));
         s
     }
 

@@ -15,7 +15,7 @@ use core::ptr;
 use hakmem_core::config;
 use hakmem_core::os::{self, PAGE};
 use hakmem_core::purge::{self, Advice, Stage};
-use hakmem_core::segment::{OS_PAGES, PageSource};
+use hakmem_core::segment::{OS_PAGES, OsPages, PageSource};
 use hakmem_core::stats::TierCounters;
 use hakmem_core::sync::{AtomicPtr, AtomicU32, AtomicUsize, Mutex, Ordering, RawLock};
 
@@ -51,8 +51,10 @@ struct Lists {
 // SAFETY: the lists are only touched under the pool mutex.
 unsafe impl Send for Lists {}
 
-/// The shared slab pool of one tier.
-pub struct SlabPool {
+/// The shared slab pool of one tier, taking its segments from the page source `S`.
+pub struct SlabPool<S: PageSource + 'static = OsPages> {
+    /// Where the segments come from and go back to.
+    pages: &'static S,
     lists: Mutex<Lists>,
     /// The `pthread` key whose destructor abandons a thread's heap of this tier.
     pub(crate) exit_key: AtomicU32,
@@ -79,13 +81,19 @@ pub struct SlabPool {
 ///
 /// # Safety
 /// The slab must be dead and not in use by anyone else.
-unsafe fn purge_body(s: &Slab, size: usize, advice: Advice, stage: Stage) -> Stage {
+unsafe fn purge_body<S: PageSource>(
+    pages: &S,
+    s: &Slab,
+    size: usize,
+    advice: Advice,
+    stage: Stage,
+) -> Stage {
     if size <= PAGE {
         return stage;
     }
     let body = (s as *const Slab as *mut u8).wrapping_add(PAGE);
     // SAFETY: forwarded contract; the body lies inside the slab.
-    unsafe { purge::apply(advice, body, size - PAGE, stage) }
+    unsafe { purge::apply(pages, advice, body, size - PAGE, stage) }
 }
 
 /// The first slab of the segment of `segment` bytes holding `s`: it keeps the segment's count.
@@ -144,9 +152,17 @@ impl Default for SlabPool {
 }
 
 impl SlabPool {
-    /// An empty pool.
+    /// An empty pool over the OS's pages.
     pub const fn new() -> SlabPool {
+        SlabPool::with_source(&OS_PAGES)
+    }
+}
+
+impl<S: PageSource + 'static> SlabPool<S> {
+    /// An empty pool whose segments come from `pages`.
+    pub const fn with_source(pages: &'static S) -> SlabPool<S> {
         SlabPool {
+            pages,
             lists: Mutex::new(Lists {
                 free: ptr::null_mut(),
                 abandoned: [ptr::null_mut(); MAX_CLASSES],
@@ -260,7 +276,7 @@ impl SlabPool {
             return Some((s, false));
         }
         drop(l);
-        let base = OS_PAGES.reserve(G::SEGMENT, G::SEGMENT, G::TAG) as usize;
+        let base = self.pages.reserve(G::SEGMENT, G::SEGMENT, G::TAG, G::DENSE) as usize;
         if base == 0 {
             return None;
         }
@@ -303,7 +319,7 @@ impl SlabPool {
         let mut stage = Stage::Hot;
         if config::get().eager_purge() {
             // SAFETY: the slab is dead and still ours (not yet on the free list).
-            stage = unsafe { purge_body(s, size, Advice::DontNeed, stage) };
+            stage = unsafe { purge_body(self.pages, s, size, Advice::DontNeed, stage) };
         }
         s.stage.set(stage as u8);
         s.freed_at.set(os::now_ms());
@@ -429,12 +445,12 @@ impl SlabPool {
                     l.free_remove(unsafe { &*((base + i * size) as *const Slab) }, segment);
                 }
                 // SAFETY: the whole segment is free and off every list.
-                unsafe { OS_PAGES.release(base as *mut u8, segment) };
+                unsafe { self.pages.release(base as *mut u8, segment) };
                 continue;
             }
             if advice != Advice::Wait {
                 // SAFETY: as above.
-                let new = unsafe { purge_body(s, size, advice, stage) };
+                let new = unsafe { purge_body(self.pages, s, size, advice, stage) };
                 s.stage.set(new as u8);
                 s.freed_at.set(now);
             }
@@ -455,7 +471,7 @@ impl SlabPool {
     }
 }
 
-impl purge::Purgeable for SlabPool {
+impl<S: PageSource + 'static> purge::Purgeable for SlabPool<S> {
     fn purge(&self, now: u64, force: bool, background: bool) -> usize {
         SlabPool::purge(self, now, force, background)
     }

@@ -29,5 +29,12 @@ fn main() {
     .unwrap();
     // The owner collects the remote frees when its slabs run dry.
     let again: Vec<usize> = (0..5000).map(|_| hakmem_tiny::alloc(64) as usize).collect();
-    println!("{} blocks; {}", again.len(), hakmem_core::stats::snapshot());
+    let c = &hakmem_tiny::COUNTERS;
+    println!(
+        "{} blocks; tiny.carved={} tiny.slabs={} tiny.remote={}",
+        again.len(),
+        c.carved.get(),
+        c.slabs.get(),
+        c.remote.get()
+    );
 }

@@ -1,7 +1,7 @@
 //! # hakmem-tiny: blocks of 1..=1024 bytes from per-thread slabs
 //!
 //! Role: the Tiny tier, an instance of the slab engine (`hakmem_slab`) with 64 KiB slabs
-//! in 4 MiB segments, 21 size classes (`hakmem_core::class`) and a direct table indexed by word
+//! in 4 MiB segments, 21 size classes ([`class`]) and a direct table indexed by word
 //! size. `malloc` is a pop from the current slab's free list, a local `free` is a push onto the
 //! slab's free list; a `free` from another thread is held back in the freeing thread's heap
 //! with the other frees into the same slab (up to 2 KiB, `REMOTE_BATCH_BYTES`) and pushed with
@@ -20,6 +20,7 @@
 //! - A segment is never unmapped while any of its slabs is in use.
 #![warn(missing_docs)]
 
+pub mod class;
 #[cfg(not(loom))]
 pub mod tls;
 
@@ -28,21 +29,28 @@ pub use api::*;
 
 #[cfg(not(loom))]
 mod api {
-    use crate::tls::heap;
-    use core::sync::atomic::{AtomicPtr, Ordering};
-    use hakmem_core::class::{
+    use crate::class::{
         TINY_CLASS_COUNT, TINY_CLASSES, TINY_MAX, TINY_WSIZES, tiny_class, tiny_class_aligned,
         wsize, wsize_range,
     };
-    use hakmem_core::map::{CHUNK_SIZE, TAG_TINY, Tag};
-    use hakmem_core::stats::{self, TierCounters};
+    use crate::tls::heap;
+    use core::sync::atomic::{AtomicPtr, Ordering};
+    use hakmem_core::map::{CHUNK_SIZE, Tag};
+    use hakmem_core::segment::OsPages;
+    use hakmem_core::stats::TierCounters;
     use hakmem_core::tier::Tier;
     use hakmem_slab::Geometry;
     use hakmem_slab::heap::{self as engine, Heap};
     use hakmem_slab::meta::SLAB_HEADER;
     use hakmem_slab::pool::SlabPool;
 
-    pub use hakmem_core::class::TINY_MAX as MAX_SIZE;
+    pub use crate::class::TINY_MAX as MAX_SIZE;
+
+    /// The owner-map tag of Tiny's segments.
+    pub const TAG: Tag = 1;
+
+    /// The Tiny tier's counters.
+    pub static COUNTERS: TierCounters = TierCounters::new();
 
     /// The Tiny tier's shape: 64 KiB slabs, a direct entry per word size.
     pub struct TinyGeometry;
@@ -50,11 +58,11 @@ mod api {
     static POOL: SlabPool = SlabPool::new();
 
     // SAFETY: 64 KiB slabs in 4 MiB chunks, Tiny's own tag and pool; `tiny_class` and
-    // `wsize_range` are the class table's, checked by hakmem_core::class's tests.
+    // `wsize_range` are the class table's, checked by the class module's tests.
     unsafe impl Geometry for TinyGeometry {
         const SLAB_SHIFT: usize = 16;
         const SEGMENT: usize = CHUNK_SIZE;
-        const TAG: Tag = TAG_TINY;
+        const TAG: Tag = TAG;
         const CLASSES: &'static [u32] = &TINY_CLASSES;
         const EMPTY_CACHE: u32 = 4;
         const PIN_CURRENT: bool = true;
@@ -66,11 +74,12 @@ mod api {
         fn direct_range(class: usize) -> (usize, usize) {
             wsize_range(class)
         }
+        type Pages = OsPages;
         fn pool() -> &'static SlabPool {
             &POOL
         }
         fn counters() -> &'static TierCounters {
-            &stats::TINY
+            &COUNTERS
         }
         fn divert(size: usize) -> Option<*mut u8> {
             if hakmem_core::config::routes() & hakmem_core::config::ROUTE_TINY != 0 {
@@ -130,7 +139,7 @@ mod api {
     /// Frees a block of the Tiny tier.
     ///
     /// # Safety
-    /// `p` must lie in a chunk the owner map tags [`TAG_TINY`] and be a live block.
+    /// `p` must lie in a chunk the owner map tags [`TAG`] and be a live block.
     #[inline(always)]
     pub unsafe fn free(p: *mut u8) {
         // SAFETY: forwarded contract.
@@ -140,7 +149,7 @@ mod api {
     /// The block size of a live Tiny block (0 for a pointer that is not one).
     ///
     /// # Safety
-    /// `p` must lie in a chunk the owner map tags [`TAG_TINY`].
+    /// `p` must lie in a chunk the owner map tags [`TAG`].
     pub unsafe fn usable_size(p: *mut u8) -> usize {
         // SAFETY: forwarded contract.
         unsafe { engine::usable_size::<TinyGeometry>(p) }
@@ -149,7 +158,7 @@ mod api {
     /// The Tiny tier as the facade's tag table holds it (its hot `free` is also called
     /// directly, inlined, before the table is looked at).
     pub const TIER: Tier = Tier {
-        tag: TAG_TINY,
+        tag: TAG,
         name: "tiny",
         free: tier_free,
         usable_size,

@@ -2,7 +2,7 @@
 //! `hakmem_slab::tls`.
 
 use crate::TinyHeap;
-use hakmem_core::class::TINY_WSIZES;
+use crate::class::TINY_WSIZES;
 
 hakmem_slab::thread_heap!(pub fn heap() -> TinyHeap, "hakmem_tiny_tls_heap", TINY_WSIZES);
 

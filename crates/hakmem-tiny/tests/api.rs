@@ -1,6 +1,7 @@
 //! hakmem-tiny's public API on its own, without the facade.
 
-use hakmem_core::map::{TAG_TINY, tag_of};
+use hakmem_core::map::tag_of;
+use hakmem_tiny::TAG as TAG_TINY;
 
 /// `alloc` is safe for every size: Tiny's sizes give blocks of the tier, larger ones null.
 #[test]

@@ -4,7 +4,7 @@
 //! live in `cargo xtask bench`.
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use hakmem_core::class::TINY_CLASSES;
+use hakmem_tiny::class::TINY_CLASSES;
 use std::hint::black_box;
 
 fn tiny_pairs(c: &mut Criterion) {

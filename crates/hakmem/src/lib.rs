@@ -43,7 +43,7 @@
 //! delay, BigCache budget, THP mode, each saying when a change takes effect); [`purge`] gives
 //! free memory back now. `HAKMEM_STATS=1` (or `json`, with `HAKMEM_STATS_FILE` for a file)
 //! prints the report at exit of any program using this crate, `#[global_allocator]` included:
-//! the table and the JSON keys are documented in `hakmem_core::report`.
+//! the table and the JSON keys are documented in [`report`].
 //!
 //! Invariants: the hot path is a size test and a call into Tiny — no locks, no lookups, no
 //! learning; nothing here allocates; every pointer returned is registered in the owner map, so
@@ -52,17 +52,19 @@
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
 use hakmem_bigcache::{BigCache, BigCacheConfig};
-use hakmem_core::class::TINY_MAX;
 use hakmem_core::config::{self, FreePolicy, ROUTE_L2, ROUTE_L25};
 use hakmem_core::large::NoCache;
-use hakmem_core::map::{self, TAG_LARGE, TAG_NONE, TAG_TINY};
+use hakmem_core::map::{self, TAG_LARGE, TAG_NONE};
 use hakmem_core::policy::{self, SiteAction};
 use hakmem_core::run::{BIG_RUN_MAX, BIG_RUNS, RUN_MAX, SPAN_MIN};
 use hakmem_core::sync::{AtomicU8, Ordering};
 use hakmem_core::tier::{self, Tier, TierTable};
 use hakmem_core::{diag, large, os, run, stats};
+use hakmem_tiny::TAG as TAG_TINY;
+use hakmem_tiny::class::TINY_MAX;
 
-pub use hakmem_core::stats::{Stats, TierStats};
+pub mod report;
+pub use report::{Stats, TierStats};
 
 mod options;
 pub use options::{OutOfRange, Tunable, get_option, set_option};
@@ -523,9 +525,9 @@ pub fn owns(p: *const u8) -> bool {
 /// runs' and the direct mappings' byte counts), the resident set and the BigCache's holding.
 /// A moment's values while other threads allocate; nothing is allocated, and each slab tier's
 /// lock is taken for its walk. Formats: [`Stats`]'s `Display` (the `hakmem-stats:` line),
-/// `hakmem_core::report::{Table, Json}` (the exit report's, keys documented there).
+/// `report::{Table, Json}` (the exit report's, keys documented there).
 pub fn stats() -> Stats {
-    let mut s = stats::snapshot();
+    let mut s = report::counters();
     // SAFETY: no preconditions.
     s.pid = unsafe { libc::getpid() } as u64;
     let fill = |t: &mut TierStats, c: Option<hakmem_slab::census::Census>| {
@@ -540,18 +542,18 @@ pub fn stats() -> Stats {
     s.run_bytes = run::in_use_bytes();
     s.cache_bytes = BIGCACHE.stats().cached_bytes as u64;
     s.in_use = s.tiny.bytes + s.l2.bytes + s.l25.bytes + s.run_bytes + s.large_bytes;
-    s.resident = hakmem_core::report::resident_bytes();
+    s.resident = os::resident_bytes();
     s
 }
 
 /// `HAKMEM_STATS`: when the library (or program) loads, keeps a duplicate of fd 2 for the
-/// report (`hakmem_core::report::init`); the report itself runs at exit ([`REPORT_AT_EXIT`]).
+/// report (`report::init`); the report itself runs at exit ([`REPORT_AT_EXIT`]).
 /// In `libhakmem.so` and in a Rust program with `HakMem` as its global allocator alike.
 #[used]
 #[unsafe(link_section = ".init_array")]
 static REPORT_INIT: extern "C" fn() = {
     extern "C" fn init() {
-        hakmem_core::report::init();
+        report::init();
     }
     init
 };
@@ -565,7 +567,7 @@ static REPORT_AT_EXIT: extern "C" fn() = {
         hakmem_core::purger::stop();
         let how = config::get().stats;
         if how != config::StatsReport::Off {
-            hakmem_core::report::write(hakmem_core::report::format(&stats(), how).as_bytes());
+            report::write(report::format(&stats(), how).as_bytes());
         }
     }
     report

@@ -23,10 +23,12 @@
 mod common;
 
 use hakmem::{alloc_aligned, alloc_zeroed, free, malloc, owns, realloc, usable_size};
-use hakmem_core::class::TINY_CLASSES;
-use hakmem_core::map::{TAG_BIG_RUN, TAG_L2, TAG_L25, TAG_LARGE, TAG_RUN, TAG_TINY, Tag, tag_of};
+use hakmem_core::map::{TAG_BIG_RUN, TAG_LARGE, TAG_RUN, Tag, tag_of};
 use hakmem_core::run::{BIG_RUN_MAX, SPAN_MIN};
 use hakmem_pool::{L2_CLASSES, L25_CLASSES};
+use hakmem_pool::{L2_TAG as TAG_L2, L25_TAG as TAG_L25};
+use hakmem_tiny::TAG as TAG_TINY;
+use hakmem_tiny::class::TINY_CLASSES;
 use std::collections::{HashSet, VecDeque};
 use std::sync::mpsc;
 use std::thread;

@@ -49,13 +49,176 @@
 //! | `large` | `in_use`, `allocs`, `frees`, `purged`, `cached` (BigCache bytes), `cache_hits`, `cache_misses` |
 //! | `faults`, `reclaims`, `guarded` | heap misuses detected, reclaims on OS refusal, guard-page blocks handed out |
 
-use crate::config::{self, StatsReport};
-use crate::diag::StackBuf;
-use crate::os;
-use crate::stats::{Stats, TierStats};
 use core::ffi::CStr;
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use hakmem_core::config::{self, StatsReport};
+use hakmem_core::diag::{self, StackBuf};
+use hakmem_core::os;
+
+/// The state of one slab tier now: what its slabs hold (a census at the time of the call) and
+/// its cumulative counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TierStats {
+    /// Blocks allocated and not freed.
+    pub blocks: u64,
+    /// Bytes of those blocks (by their size class).
+    pub bytes: u64,
+    /// Slabs formatted for a size class now (held by threads, cached, or abandoned).
+    pub slabs: u64,
+    /// Blocks freed by another thread than the owner, as collected so far (cumulative).
+    pub remote_frees: u64,
+    /// Bytes of the tier's memory given back to the OS so far (cumulative).
+    pub purged: u64,
+}
+
+/// A copy of every counter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Tiny blocks carved (see [`TierCounters`](hakmem_core::stats::TierCounters)).
+    pub tiny_carved: u64,
+    /// Tiny slabs taken.
+    pub tiny_slabs: u64,
+    /// Tiny remote frees collected.
+    pub tiny_remote: u64,
+    /// Pool blocks carved.
+    pub pool_carved: u64,
+    /// Pool slabs taken.
+    pub pool_slabs: u64,
+    /// Pool remote frees collected.
+    pub pool_remote: u64,
+    /// See [`RUN_ALLOCS`](hakmem_core::stats::RUN_ALLOCS).
+    pub run_allocs: u64,
+    /// See [`RUN_FREES`](hakmem_core::stats::RUN_FREES).
+    pub run_frees: u64,
+    /// See [`LARGE_ALLOCS`](hakmem_core::stats::LARGE_ALLOCS).
+    pub large_allocs: u64,
+    /// See [`LARGE_FREES`](hakmem_core::stats::LARGE_FREES).
+    pub large_frees: u64,
+    /// See [`OS_MAPPED`](hakmem_core::stats::OS_MAPPED).
+    pub os_mapped: u64,
+    /// See [`OS_SEGMENTS`](hakmem_core::stats::OS_SEGMENTS).
+    pub os_segments: u64,
+    /// See [`OS_PEAK`](hakmem_core::stats::OS_PEAK).
+    pub os_peak: u64,
+    /// See [`OS_PURGED`](hakmem_core::stats::OS_PURGED).
+    pub os_purged: u64,
+    /// See [`CACHE_HITS`](hakmem_core::stats::CACHE_HITS).
+    pub cache_hits: u64,
+    /// See [`CACHE_MISSES`](hakmem_core::stats::CACHE_MISSES).
+    pub cache_misses: u64,
+    /// See [`FAULTS`](hakmem_core::stats::FAULTS).
+    pub faults: u64,
+    /// See [`RECLAIMS`](hakmem_core::stats::RECLAIMS).
+    pub reclaims: u64,
+    /// See [`GUARD_ALLOCS`](hakmem_core::stats::GUARD_ALLOCS).
+    pub guard_allocs: u64,
+    /// The process id.
+    pub pid: u64,
+    /// Bytes allocated and not freed, all tiers: what the program holds (block sizes by
+    /// class, so at least what it asked for).
+    pub in_use: u64,
+    /// The process's resident set (`/proc/self/statm`), bytes; 0 when unreadable.
+    pub resident: u64,
+    /// The Tiny tier (≤ 1 KiB).
+    pub tiny: TierStats,
+    /// The L2 pool (up to 32 KiB).
+    pub l2: TierStats,
+    /// The L2.5 pool (up to 1 MiB).
+    pub l25: TierStats,
+    /// Bytes of page runs in use.
+    pub run_bytes: u64,
+    /// Bytes of page-run memory given back to the OS so far.
+    pub run_purged: u64,
+    /// Bytes of direct mappings in use ([`LARGE_BYTES`](hakmem_core::stats::LARGE_BYTES)).
+    pub large_bytes: u64,
+    /// Bytes of direct-mapping memory given back to the OS while mapped so far.
+    pub large_purged: u64,
+    /// Bytes of freed direct mappings the BigCache holds for reuse.
+    pub cache_bytes: u64,
+}
+
+/// Reads every counter: the cumulative ones and the tiers' remote-free and purge counts; the
+/// figures of a census (blocks, bytes and slabs in use, resident, cached) are left 0, for
+/// [`crate::stats`] to fill in.
+pub(crate) fn counters() -> Stats {
+    use hakmem_core::map::{TAG_LARGE, TAG_RUN};
+    use hakmem_core::stats::*;
+    let (tiny, l2, l25) = (
+        &hakmem_tiny::COUNTERS,
+        &hakmem_pool::L2_COUNTERS,
+        &hakmem_pool::L25_COUNTERS,
+    );
+    let tier = |c: &TierCounters, tag| TierStats {
+        remote_frees: c.remote.get(),
+        purged: purged(tag),
+        ..TierStats::default()
+    };
+    Stats {
+        tiny_carved: tiny.carved.get(),
+        tiny_slabs: tiny.slabs.get(),
+        tiny_remote: tiny.remote.get(),
+        pool_carved: l2.carved.get() + l25.carved.get(),
+        pool_slabs: l2.slabs.get() + l25.slabs.get(),
+        pool_remote: l2.remote.get() + l25.remote.get(),
+        run_allocs: RUN_ALLOCS.get(),
+        run_frees: RUN_FREES.get(),
+        large_allocs: LARGE_ALLOCS.get(),
+        large_frees: LARGE_FREES.get(),
+        os_mapped: OS_MAPPED.get(),
+        os_segments: OS_SEGMENTS.get(),
+        os_peak: OS_PEAK.get(),
+        os_purged: OS_PURGED.get(),
+        cache_hits: CACHE_HITS.get(),
+        cache_misses: CACHE_MISSES.get(),
+        faults: FAULTS.get(),
+        reclaims: RECLAIMS.get(),
+        guard_allocs: GUARD_ALLOCS.get(),
+        pid: 0,
+        in_use: 0,
+        resident: 0,
+        tiny: tier(tiny, hakmem_tiny::TAG),
+        l2: tier(l2, hakmem_pool::L2_TAG),
+        l25: tier(l25, hakmem_pool::L25_TAG),
+        run_bytes: 0,
+        run_purged: purged(TAG_RUN),
+        large_bytes: LARGE_BYTES.get(),
+        large_purged: purged(TAG_LARGE),
+        cache_bytes: 0,
+    }
+}
+
+impl fmt::Display for Stats {
+    /// `hakmem-stats: key=value ...`, the line `HAKMEM_STATS=1` prints and benchmarks parse.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "hakmem-stats: tiny.carved={} tiny.slabs={} tiny.remote={} pool.carved={} pool.slabs={} \
+             pool.remote={} run.allocs={} run.frees={} large.allocs={} large.frees={} \
+             large.cache_hits={} large.cache_misses={} os.mapped={} os.segments={} os.peak={} \
+             os.purged={} os.reclaims={} faults={} guarded={}",
+            self.tiny_carved,
+            self.tiny_slabs,
+            self.tiny_remote,
+            self.pool_carved,
+            self.pool_slabs,
+            self.pool_remote,
+            self.run_allocs,
+            self.run_frees,
+            self.large_allocs,
+            self.large_frees,
+            self.cache_hits,
+            self.cache_misses,
+            self.os_mapped,
+            self.os_segments,
+            self.os_peak,
+            self.os_purged,
+            self.reclaims,
+            self.faults,
+            self.guard_allocs
+        )
+    }
+}
 
 /// A byte count in human units (one decimal from KiB up); honours width and alignment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -222,44 +385,6 @@ pub fn format(s: &Stats, how: StatsReport) -> StackBuf<REPORT_MAX> {
     b
 }
 
-/// The process's resident set in bytes, from `/proc/self/statm` (read into a stack buffer with
-/// raw `open`/`read`); 0 when it cannot be read.
-pub fn resident_bytes() -> u64 {
-    os::keep_errno(|| {
-        let mut buf = [0u8; 128];
-        // SAFETY: a NUL-terminated path; the descriptor is closed below.
-        let fd = unsafe {
-            libc::open(
-                c"/proc/self/statm".as_ptr(),
-                libc::O_RDONLY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return 0;
-        }
-        // SAFETY: reading into our own buffer of that length.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        // SAFETY: our descriptor.
-        unsafe { libc::close(fd) };
-        if n <= 0 {
-            return 0;
-        }
-        // "size resident shared ...", in pages.
-        let pages = buf[..n as usize]
-            .split(|&c| c == b' ')
-            .nth(1)
-            .filter(|w| !w.is_empty() && w.iter().all(u8::is_ascii_digit))
-            .map_or(0, |w| {
-                w.iter().fold(0u64, |v, d| {
-                    v.wrapping_mul(10).wrapping_add((d - b'0') as u64)
-                })
-            });
-        // SAFETY: no preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        pages.saturating_mul(page.max(0) as u64)
-    })
-}
-
 /// The duplicate of fd 2 kept by [`init`] (-1: none), and the identity of its open file.
 static SAVED_FD: AtomicI32 = AtomicI32::new(-1);
 static SAVED_DEV: AtomicU64 = AtomicU64::new(0);
@@ -328,7 +453,7 @@ pub fn write(bytes: &[u8]) {
                 unsafe { libc::close(fd) };
                 return;
             }
-            crate::diag::print(format_args!(
+            diag::print(format_args!(
                 "warning: cannot open HAKMEM_STATS_FILE (errno {}); the report goes to stderr",
                 os::errno()
             ));
@@ -409,6 +534,29 @@ mod tests {
 
     #[test]
     fn resident_is_read() {
-        assert!(resident_bytes() > 0);
+        assert!(os::resident_bytes() > 0);
+    }
+
+    #[test]
+    fn line_format_is_parseable() {
+        let s = Stats {
+            tiny_carved: 7,
+            os_segments: 2,
+            ..Stats::default()
+        };
+        let mut b = StackBuf::<512>::new();
+        write!(b, "{s}").unwrap();
+        let line = core::str::from_utf8(b.as_bytes()).unwrap();
+        assert!(line.starts_with("hakmem-stats: "));
+        let kv: Vec<(&str, u64)> = line["hakmem-stats: ".len()..]
+            .split(' ')
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap();
+                (k, v.parse().unwrap())
+            })
+            .collect();
+        assert_eq!(kv.len(), 19);
+        assert!(kv.contains(&("tiny.carved", 7)));
+        assert!(kv.contains(&("os.segments", 2)));
     }
 }
