@@ -70,6 +70,7 @@ impl<const N: usize> ChunkMap<N> {
 
     /// Tags every chunk of `[base, base + len)`; `base` must be chunk-aligned. The release store
     /// publishes the tag before the memory is handed to any other thread.
+    #[cfg_attr(all(loom, not(test)), allow(dead_code))]
     pub(crate) fn set(&self, base: usize, len: usize, tag: Tag) {
         debug_assert_eq!(base & (CHUNK_SIZE - 1), 0);
         let first = base >> CHUNK_SHIFT;
@@ -82,6 +83,7 @@ impl<const N: usize> ChunkMap<N> {
     }
 
     /// Forgets the chunks of `[base, base + len)` (before they are unmapped).
+    #[cfg_attr(all(loom, not(test)), allow(dead_code))]
     pub(crate) fn clear(&self, base: usize, len: usize) {
         self.set(base, len, TAG_NONE);
     }

@@ -23,6 +23,7 @@
 use crate::link;
 use crate::meta::{ABANDONED, FULL, SECURE, Slab};
 use crate::pool::slab_of;
+use crate::protocol;
 use crate::remote::Block;
 use crate::{Geometry, slab_size};
 use core::cell::Cell;
@@ -612,9 +613,7 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
         let (s, adopted) = G::pool().acquire::<G>(class)?;
         G::counters().slabs.add(1);
         if adopted {
-            s.heap_id.set(self.id.get());
-            s.owner.store(self.tid.get(), Ordering::Relaxed);
-            s.collect(G::counters());
+            protocol::claim(s, self.id.get(), self.tid.get(), G::counters());
         } else {
             s.format(class, bs, size, self.tid.get(), self.id.get());
             s.remote_batch.set(remote_batch::<G>(bs));
@@ -829,11 +828,9 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
             }
             for q in [&self.avail[class], &self.full[class]] {
                 while let Some(s) = q.pop() {
-                    let chain = if s.live() == 0 {
-                        s.drop_remote(G::counters());
-                        &mut dead
-                    } else {
-                        &mut live
+                    let chain = match protocol::exit_dead(s, G::counters()) {
+                        true => &mut dead,
+                        false => &mut live,
                     };
                     s.next.set(*chain);
                     *chain = s as *const Slab as *mut Slab;
@@ -979,9 +976,7 @@ impl<G: Geometry, const D: usize, const C: usize> Heap<G, D, C> {
         if self.state.get() != ACTIVE || !G::pool().adopt(s) {
             return false;
         }
-        s.heap_id.set(self.id.get());
-        s.owner.store(self.tid.get(), Ordering::Relaxed);
-        s.collect(G::counters());
+        protocol::claim(s, self.id.get(), self.tid.get(), G::counters());
         let was_empty = self.avail[class].head.get().is_null();
         self.avail[class].push_back(s);
         if was_empty {
@@ -1131,17 +1126,12 @@ pub unsafe fn free<G: Geometry, const D: usize, const C: usize>(
     // SAFETY: forwarded contract.
     let s = unsafe { slab_of::<G>(p) };
     if s.owner.load(Ordering::Relaxed) == thread_id() {
-        let key = link::key();
-        if !s.check_free(p, slab_size::<G>(), key) {
-            return s.misuse(p, "free");
-        }
-        // SAFETY: the block is dead and its slab is ours: only this thread uses its lists.
-        unsafe { s.push(p.cast(), key) };
-        let used = s.used.get() - 1;
-        s.used.set(used);
-        if used == 0 {
+        // SAFETY: the slab is this thread's, and `p` lies in it.
+        match unsafe { s.free_local(p, slab_size::<G>()) } {
+            None => s.misuse(p, "free"),
             // Never the current slab of its class (pinned: see `Heap`).
-            heap().slab_emptied(s);
+            Some(0) => heap().slab_emptied(s),
+            Some(_) => {}
         }
     } else {
         free_slow(heap(), s, p);

@@ -23,6 +23,8 @@
 //! - Nothing here allocates through a global allocator or takes a lock libc might hold.
 #![no_std]
 #![warn(missing_docs)]
+// A loom build holds only what the models drive: the rest of the engine is compiled out.
+#![cfg_attr(loom, allow(dead_code))]
 
 #[cfg(any(test, loom))]
 extern crate std;
@@ -35,6 +37,7 @@ pub(crate) mod link;
 pub mod meta;
 #[cfg(not(loom))]
 pub mod pool;
+pub(crate) mod protocol;
 pub(crate) mod remote;
 #[cfg(not(loom))]
 pub mod tls;

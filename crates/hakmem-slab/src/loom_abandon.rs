@@ -18,22 +18,22 @@
 //! time; the hand-over itself is the pool lock; remote frees reach the new owner through the
 //! remote list's Release push / Acquire take.
 //!
-//! The real `Heap` and `SlabPool` cannot be instantiated under loom (`const` statics over
-//! mmap'd segments, TLS, pthread keys, the purge registry), so the models use a stand-in built
-//! from the real parts: the real [`Slab`] (its `format`, `collect`, `carve`, `live`,
-//! `drop_remote` and `holds_block`, and the pool lists' `link_front` / `unlink`; under loom its
-//! `Cell` fields are loom's checked cells, so
-//! any access to them not ordered by happens-before fails the model), the real
-//! [`RemoteList`](crate::remote) inside it, and the real futex [`Mutex`] as the pool lock
-//! (loom's own mutex where three threads may wait on the lock at once: the futex lock's
-//! waiters spin on `yield_now`, and loom explores two spinning waiters taking turns without
-//! end). The pool and heap steps are copied from the functions named on each helper below (one
-//! size class; the pool's per-segment count of free slabs and the heap's queues are left out);
-//! keep them in step with the real code.
+//! The models run the protocol's own steps ([`crate::protocol`]: the pool's [`Lists`] and
+//! their `abandon`, `take_abandoned`, `adopt` and `reap_abandoned`, and `claim`, `exit_dead`
+//! and `retire`), which `SlabPool` and `Heap` run too, on a real [`Slab`] (its `format`,
+//! `collect`, `carve`, `free_local`, `check_free` and remote list; under loom its `Cell`
+//! fields are loom's checked cells, so any access to them not ordered by happens-before fails
+//! the model), under the real futex [`Mutex`] as the pool lock (loom's own mutex where three
+//! threads may wait on the lock at once: the futex lock's waiters spin on `yield_now`, and loom
+//! explores two spinning waiters taking turns without end). `SlabPool` and `Heap` themselves
+//! are not instantiated (`const` statics over mapped segments, TLS, `pthread` keys); what the
+//! models add around the steps is the routing of a free by `owner` (heap.rs `free`,
+//! `free_slow`), one size class, and slabs one segment each.
 
 extern crate std;
 
-use crate::meta::{ABANDONED, FULL, SLAB_HEADER, Slab, link_front, unlink};
+use crate::meta::{ABANDONED, FULL, SLAB_HEADER, Slab};
+use crate::protocol::{self, Lists};
 use crate::remote::Block;
 use core::ops::DerefMut;
 use core::ptr;
@@ -77,24 +77,6 @@ impl Heap {
     }
 }
 
-/// Stand-in for pool.rs `Lists`: the lists this protocol touches (one class), under the pool
-/// lock.
-struct Lists {
-    abandoned: *mut Slab,
-    free: *mut Slab,
-}
-
-// SAFETY: only touched under the pool mutex (as pool.rs `Lists`).
-unsafe impl Send for Lists {}
-
-impl Lists {
-    /// pool.rs `Lists::abandoned_remove`.
-    fn abandoned_remove(&mut self, s: &Slab) {
-        unlink(&mut self.abandoned, s);
-        s.owner.store(0, Ordering::Relaxed);
-    }
-}
-
 /// The pool lock: the real futex [`Mutex`], or loom's (see the module doc).
 trait PoolLock: Sync + 'static {
     fn new(lists: Lists) -> Self;
@@ -119,7 +101,7 @@ impl PoolLock for loom::sync::Mutex<Lists> {
     }
 }
 
-/// Stand-in for pool.rs `SlabPool`, under the pool lock `L`.
+/// The pool's lists under the pool lock `L` (what `SlabPool` holds, less its segments).
 struct Pool<L> {
     lists: L,
 }
@@ -127,10 +109,7 @@ struct Pool<L> {
 impl<L: PoolLock> Pool<L> {
     fn new() -> Pool<L> {
         Pool {
-            lists: L::new(Lists {
-                abandoned: ptr::null_mut(),
-                free: ptr::null_mut(),
-            }),
+            lists: L::new(Lists::new()),
         }
     }
 
@@ -164,7 +143,9 @@ struct SlabMem {
 impl SlabMem {
     fn new(bs: usize, cap: usize) -> SlabMem {
         let size = SLAB_HEADER + cap * bs;
-        let layout = Layout::from_size_align(size, core::mem::align_of::<Slab>()).unwrap();
+        assert!(size <= SLAB_BYTES);
+        // Aligned to the slab bound, one slab per segment: the slab keeps its own free count.
+        let layout = Layout::from_size_align(size, SLAB_BYTES).unwrap();
         // SAFETY: non-zero size.
         let base = unsafe { alloc_zeroed(layout) };
         assert!(!base.is_null());
@@ -233,19 +214,14 @@ fn drain(s: &Slab, got: &mut Vec<usize>) {
     }
 }
 
-/// The local free of heap.rs `free` / `free_slow`: a push onto the owner's free list.
+/// The owner's free (heap.rs `free`): `Slab::free_local`.
 ///
 /// # Safety
 /// `b` must be a dead block of `s`, which the caller owns.
 unsafe fn free_local(s: &Slab, b: *mut Block) {
-    let key = crate::link::key();
-    assert!(
-        s.check_free(b.cast(), SLAB_BYTES, key),
-        "a live block of the slab"
-    );
-    // SAFETY: the block is dead and the slab is ours.
-    unsafe { s.push(b, key) };
-    s.used.set(s.used.get() - 1);
+    // SAFETY: forwarded contract.
+    let used = unsafe { s.free_local(b.cast(), SLAB_BYTES) };
+    assert!(used.is_some(), "a live block failed the free check");
 }
 
 /// heap.rs `free` + `free_slow`, run by the thread of heap `h` (which never holds the slab in a
@@ -267,8 +243,8 @@ unsafe fn free<L: PoolLock>(pool: &Pool<L>, h: Heap, s: &Slab, b: usize) -> bool
     // (`free_slow` loads `owner` again for this test, which only ever matters to a full slab.)
     assert_ne!(owner, h.tid | FULL);
     assert!(
-        s.holds_block(b.cast()),
-        "a live block failed the bounds check"
+        s.check_free(b.cast(), SLAB_BYTES, crate::link::key()),
+        "a live block failed the free check"
     );
     if s.owner.load(Ordering::Relaxed) == ABANDONED && adopt_on_free(pool, h, s) {
         // SAFETY: the slab is ours now, the block the caller's.
@@ -280,93 +256,55 @@ unsafe fn free<L: PoolLock>(pool: &Pool<L>, h: Heap, s: &Slab, b: usize) -> bool
     false
 }
 
-/// heap.rs `Heap::adopt` + pool.rs `SlabPool::adopt`: heap `h`, about to free into the
-/// abandoned slab `s`, adopts it when `h` is set up and `s` is still abandoned
-/// under the pool lock. (Queueing the slab in `h`'s available queue writes its links: kept.)
+/// heap.rs `Heap::adopt`: heap `h`, about to free into the abandoned slab `s`, adopts it
+/// when `h` is set up and `s` is still abandoned under the pool lock (`Lists::adopt`).
 fn adopt_on_free<L: PoolLock>(pool: &Pool<L>, h: Heap, s: &Slab) -> bool {
     // Read before the lock, as the real code reads it to find the heap's queue.
     let _class = s.class.get();
-    if !h.active {
+    if !h.active || !pool.lists.lock().adopt(s) {
         return false;
-    }
-    {
-        let mut l = pool.lists.lock();
-        if s.owner.load(Ordering::Relaxed) != ABANDONED {
-            return false;
-        }
-        l.abandoned_remove(s);
     }
     claim(h, s);
     true
 }
 
-/// What heap.rs does with a slab it adopted (`Heap::adopt`, `Heap::new_slab`'s adopted
-/// branch): claim it, collect its remote frees, and queue it (its links written as by
-/// `Queue::push_back` / `push_front` on an otherwise empty queue).
+/// A heap's claim of a slab it adopted (`protocol::claim`), then its queueing (the links
+/// written as by `Queue::push_back` / `push_front` on an otherwise empty queue).
 fn claim(h: Heap, s: &Slab) {
-    s.heap_id.set(h.id);
-    s.owner.store(h.tid, Ordering::Relaxed);
-    s.collect(&TINY);
+    protocol::claim(s, h.id, h.tid, &TINY);
     s.next.set(ptr::null_mut());
     s.prev.set(ptr::null_mut());
 }
 
-/// heap.rs `Heap::abandon_all` for one slab of the exiting thread, with pool.rs
-/// `SlabPool::give_back`: no block touched; a slab with no live block drops its remote list and
-/// is released, one with live blocks is linked into the abandoned list and then marked
-/// [`ABANDONED`], under the lock.
+/// Thread exit for one slab of the exiting thread (heap.rs `Heap::abandon_all` with pool.rs
+/// `SlabPool::give_back`): `protocol::exit_dead` sorts it, then a dead one is released, a live
+/// one abandoned under the lock (`Lists::abandon`).
 fn abandon_one<L: PoolLock>(pool: &Pool<L>, s: &Slab) {
-    if s.live() == 0 {
-        s.drop_remote(&TINY);
+    if protocol::exit_dead(s, &TINY) {
         release(pool, s);
     } else {
-        let mut l = pool.lists.lock();
-        link_front(&mut l.abandoned, s);
-        s.owner.store(ABANDONED, Ordering::Release);
+        pool.lists.lock().abandon(s);
     }
 }
 
-/// pool.rs `SlabPool::release` (`prepare_release` less the purge advice and timestamps, then
-/// `free_push`), as `give_back` does for a slab with no live block.
+/// pool.rs `SlabPool::release` less the purge advice and timestamps: `protocol::retire`, then
+/// onto the free list.
 fn release<L: PoolLock>(pool: &Pool<L>, s: &Slab) {
-    assert_eq!(s.used.get(), 0);
-    assert!(s.remote.is_empty());
-    s.owner.store(0, Ordering::Relaxed);
-    s.unformat();
-    link_front(&mut pool.lists.lock().free, s);
+    protocol::retire(s);
+    pool.lists.lock().free_push(s, SLAB_BYTES);
 }
 
-/// pool.rs `SlabPool::acquire` (its abandoned-list branch: the head, unlinked) + heap.rs
-/// `Heap::new_slab` (its adopted branch), for heap `h`.
+/// pool.rs `SlabPool::acquire`'s abandoned branch (`Lists::take_abandoned`) + heap.rs
+/// `Heap::new_slab`'s adopted branch, for heap `h`.
 fn adopt<L: PoolLock>(pool: &Pool<L>, h: Heap) -> Option<&'static Slab> {
-    let s = {
-        let mut l = pool.lists.lock();
-        // SAFETY: abandoned-list entries are live slab headers.
-        let s = unsafe { l.abandoned.as_ref()? };
-        l.abandoned_remove(s);
-        s
-    };
+    let s = pool.lists.lock().take_abandoned(0)?;
     claim(h, s);
     Some(s)
 }
 
-/// pool.rs `SlabPool::purge`, its walk of the abandoned list: each slab with no live block
-/// left is unlinked, drops its remote list, and moves to the free list.
+/// pool.rs `SlabPool::purge`'s walk of the abandoned lists (`Lists::reap_abandoned`).
 fn purge_abandoned<L: PoolLock>(pool: &Pool<L>) {
-    let mut l = pool.lists.lock();
-    let mut p = l.abandoned;
-    // SAFETY: abandoned slabs are live, ownerless, touched only under this lock.
-    while let Some(s) = unsafe { p.as_ref() } {
-        p = s.next.get();
-        if s.live() == 0 {
-            l.abandoned_remove(s);
-            s.drop_remote(&TINY);
-            s.unformat();
-            s.stage.set(0);
-            s.freed_at.set(0);
-            link_front(&mut l.free, s);
-        }
-    }
+    pool.lists.lock().reap_abandoned(&TINY, SLAB_BYTES);
 }
 
 /// The end state of every model: the slab is in exactly one place. Either it has an owner
@@ -383,7 +321,7 @@ fn check_end<L: PoolLock>(
 ) {
     let s = mem.slab();
     let l = pool.lists.lock();
-    assert!(l.abandoned.is_null(), "the slab is still abandoned");
+    assert!(l.abandoned[0].is_null(), "the slab is still abandoned");
     if let Some(tid) = owner {
         assert!(l.free.is_null(), "an adopted slab is also on the free list");
         got.sort_unstable();

@@ -354,6 +354,25 @@ impl Slab {
         self.free.set(b);
     }
 
+    /// A free of `p` by the slab's owner: checked ([`Self::check_free`]) and pushed onto the
+    /// free list. The blocks still in use after it, or `None` when the check failed (nothing
+    /// done: the caller reports it with [`Self::misuse`]).
+    ///
+    /// # Safety
+    /// The calling thread owns the slab, and `p` lies in it.
+    #[inline(always)]
+    pub(crate) unsafe fn free_local(&self, p: *mut u8, slab_size: usize) -> Option<u32> {
+        let key = link::key();
+        if !self.check_free(p, slab_size, key) {
+            return None;
+        }
+        // SAFETY: the block is dead and the slab is ours: only this thread uses its lists.
+        unsafe { self.push(p.cast(), key) };
+        let used = self.used.get() - 1;
+        self.used.set(used);
+        Some(used)
+    }
+
     /// Whether a free of `p`, a pointer into this slab of `slab_size` bytes, may go ahead: a
     /// carved block boundary whose first word does not read as a free block's link (`key`:
     /// [`link::key`]). Else [`Self::misuse`] tells which fault it is.

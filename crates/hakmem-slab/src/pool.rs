@@ -9,7 +9,7 @@
 //! class, the slabs abandoned by threads that exited with live blocks in them, which the next
 //! thread needing that class adopts.
 
-use crate::meta::{ABANDONED, Slab, link_front, unlink};
+use crate::meta::Slab;
 use crate::{Geometry, slab_size};
 use core::ptr;
 use hakmem_core::config;
@@ -19,8 +19,8 @@ use hakmem_core::segment::{OS_PAGES, OsPages, PageSource};
 use hakmem_core::stats::TierCounters;
 use hakmem_core::sync::{AtomicPtr, AtomicU32, AtomicUsize, Mutex, Ordering, RawLock};
 
-/// The most classes a tier may have.
-pub const MAX_CLASSES: usize = 48;
+pub use crate::protocol::MAX_CLASSES;
+use crate::protocol::{self, Lists, seg_first};
 
 /// The metadata of the slab holding `p`.
 ///
@@ -35,21 +35,6 @@ pub(crate) unsafe fn slab_of<G: Geometry>(p: *mut u8) -> &'static Slab {
     // SAFETY: forwarded contract.
     unsafe { &*s }
 }
-
-struct Lists {
-    /// Unused slabs, doubly linked through `next`/`prev`, counted per segment in the segment's
-    /// first slab (`seg_free`).
-    free: *mut Slab,
-    /// Abandoned slabs per class, doubly linked through `next`/`prev` (a thread freeing into
-    /// one adopts it from the middle of its list).
-    abandoned: [*mut Slab; MAX_CLASSES],
-    /// The never-used slabs of the newest segment: `[fresh, fresh_end)`.
-    fresh: usize,
-    fresh_end: usize,
-}
-
-// SAFETY: the lists are only touched under the pool mutex.
-unsafe impl Send for Lists {}
 
 /// The shared slab pool of one tier, taking its segments from the page source `S`.
 pub struct SlabPool<S: PageSource + 'static = OsPages> {
@@ -96,55 +81,6 @@ unsafe fn purge_body<S: PageSource>(
     unsafe { purge::apply(pages, advice, body, size - PAGE, stage) }
 }
 
-/// The first slab of the segment of `segment` bytes holding `s`: it keeps the segment's count.
-fn seg_first(s: &Slab, segment: usize) -> &'static Slab {
-    // SAFETY: segments are aligned to their size and their first slab's header page is never
-    // purged while the segment is mapped.
-    unsafe { &*((s as *const Slab as usize & !(segment - 1)) as *const Slab) }
-}
-
-impl Lists {
-    /// Takes `s` off its class's abandoned list and out of the abandoned state (owner 0: a
-    /// racing free now pushes remotely, and the new owner collects it).
-    fn abandoned_remove(&mut self, s: &Slab) {
-        unlink(&mut self.abandoned[s.class.get() as usize], s);
-        s.owner.store(0, Ordering::Relaxed);
-    }
-
-    fn free_push(&mut self, s: &Slab, segment: usize) {
-        link_front(&mut self.free, s);
-        let first = seg_first(s, segment);
-        first.seg_free.set(first.seg_free.get() + 1);
-    }
-
-    fn free_remove(&mut self, s: &Slab, segment: usize) {
-        unlink(&mut self.free, s);
-        let first = seg_first(s, segment);
-        first.seg_free.set(first.seg_free.get() - 1);
-    }
-
-    fn free_pop(&mut self, segment: usize) -> Option<&'static Slab> {
-        // SAFETY: as in `free_push`.
-        let s = unsafe { self.free.as_ref()? };
-        self.free_remove(s, segment);
-        Some(s)
-    }
-
-    /// The next never-used slab, its header written.
-    fn take_fresh(&mut self, slab_size: usize) -> Option<&'static Slab> {
-        if self.fresh == self.fresh_end {
-            return None;
-        }
-        let s = self.fresh as *mut Slab;
-        self.fresh += slab_size;
-        // SAFETY: a never-used slab of a live segment, exclusively ours under the lock.
-        unsafe {
-            s.write(Slab::empty());
-            Some(&*s)
-        }
-    }
-}
-
 impl Default for SlabPool {
     fn default() -> Self {
         Self::new()
@@ -163,12 +99,7 @@ impl<S: PageSource + 'static> SlabPool<S> {
     pub const fn with_source(pages: &'static S) -> SlabPool<S> {
         SlabPool {
             pages,
-            lists: Mutex::new(Lists {
-                free: ptr::null_mut(),
-                abandoned: [ptr::null_mut(); MAX_CLASSES],
-                fresh: 0,
-                fresh_end: 0,
-            }),
+            lists: Mutex::new(Lists::new()),
             exit_key: AtomicU32::new(u32::MAX),
             slab_size: AtomicUsize::new(0),
             segment: AtomicUsize::new(0),
@@ -267,9 +198,7 @@ impl<S: PageSource + 'static> SlabPool<S> {
         let size = slab_size::<G>();
         purge::tick(false);
         let mut l = self.lists.lock();
-        // SAFETY: abandoned-list entries are slab headers in live segments.
-        if let Some(s) = unsafe { l.abandoned[class].as_ref() } {
-            l.abandoned_remove(s);
+        if let Some(s) = l.take_abandoned(class) {
             return Some((s, true));
         }
         if let Some(s) = l.free_pop(G::SEGMENT).or_else(|| l.take_fresh(size)) {
@@ -311,10 +240,7 @@ impl<S: PageSource + 'static> SlabPool<S> {
     /// Clears a dead slab's header for the free list (and purges its body at once under
     /// `dontneed`); outside the lock.
     fn prepare_release(&self, s: &Slab) {
-        debug_assert_eq!(s.used.get(), 0);
-        debug_assert!(s.remote.is_empty());
-        s.owner.store(0, Ordering::Relaxed);
-        s.unformat();
+        protocol::retire(s);
         let size = self.slab_size.load(Ordering::Relaxed);
         let mut stage = Stage::Hot;
         if config::get().eager_purge() {
@@ -349,10 +275,7 @@ impl<S: PageSource + 'static> SlabPool<S> {
         // SAFETY: as above.
         while let Some(s) = unsafe { p.as_ref() } {
             p = s.next.get();
-            link_front(&mut l.abandoned[s.class.get() as usize], s);
-            // Under the lock, after linking: an adopter that sees ABANDONED and then takes the
-            // lock finds the slab on its list.
-            s.owner.store(ABANDONED, Ordering::Release);
+            l.abandon(s);
         }
         drop(l);
         hakmem_core::purger::notify(n * self.slab_size.load(Ordering::Relaxed));
@@ -363,12 +286,7 @@ impl<S: PageSource + 'static> SlabPool<S> {
     /// still abandoned (its owner is then 0 and the caller must claim it), false when someone
     /// else took it first.
     pub(crate) fn adopt(&self, s: &Slab) -> bool {
-        let mut l = self.lists.lock();
-        if s.owner.load(Ordering::Relaxed) != ABANDONED {
-            return false;
-        }
-        l.abandoned_remove(s);
-        true
+        self.lists.lock().adopt(s)
     }
 
     /// Ages every free slab at `now` (`force`: purge them all now). A slab due to go cold whose
@@ -396,23 +314,7 @@ impl<S: PageSource + 'static> SlabPool<S> {
         // Abandoned slabs whose blocks have all been freed since (remotely) are free slabs now.
         // SAFETY: set together with `slab_size`, which is non-zero here.
         let counters = unsafe { &*self.counters.load(Ordering::Relaxed) };
-        for class in 0..MAX_CLASSES {
-            let mut p = l.abandoned[class];
-            // SAFETY: abandoned slabs are ownerless, touched only under this lock.
-            while let Some(s) = unsafe { p.as_ref() } {
-                p = s.next.get();
-                if s.live() == 0 {
-                    l.abandoned_remove(s);
-                    s.drop_remote(counters);
-                    s.unformat();
-                    // Its last block went at some unknown time since the thread left:
-                    // age it as long free, so this very pass can give it back.
-                    s.stage.set(Stage::Hot as u8);
-                    s.freed_at.set(0);
-                    l.free_push(s, segment);
-                }
-            }
-        }
+        l.reap_abandoned(counters, segment);
         let mut p = l.free;
         // SAFETY: free-list entries are dead slabs of live segments, ours under the lock.
         while let Some(s) = unsafe { p.as_ref() } {
