@@ -4,7 +4,7 @@ use core::ffi::{CStr, c_char, c_int, c_long};
 use core::ptr;
 
 /// Writes the statistics as one JSON object (the keys of `HAKMEM_STATS=json`, see
-/// `hakmem_core::report`), NUL-terminated and cut to fit `cap` bytes, into `buf` (nothing is
+/// `hakmem::report`), NUL-terminated and cut to fit `cap` bytes, into `buf` (nothing is
 /// written when `cap` is 0, and `buf` may then be null); returns the length of the whole
 /// object, without the NUL (like `snprintf`): a result `>= cap` means it was cut.
 #[unsafe(no_mangle)]

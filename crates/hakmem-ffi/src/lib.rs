@@ -21,7 +21,7 @@
 //! `hakmem-stats:` counters line; `HAKMEM_STATS=json` one JSON object with the same numbers
 //! (`hakmem_stats_json`'s); `HAKMEM_STATS_FILE=path` appends it to that file instead of
 //! stderr. It reaches stderr even when the program closed fd 2 before exiting. The table and
-//! the JSON keys: `hakmem_core::report`; the options (`purge_delay_ms`, `bigcache_budget`,
+//! the JSON keys: `hakmem::report`; the options (`purge_delay_ms`, `bigcache_budget`,
 //! `thp`) and when a change takes effect: `hakmem::Tunable`.
 //!
 //! Invariants: no function here allocates through Rust's global allocator (which in this library
