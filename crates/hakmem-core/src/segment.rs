@@ -12,7 +12,14 @@ use crate::{os, stats};
 use core::ptr;
 
 /// Where tiers get their memory from.
-pub trait PageSource: Sync {
+///
+/// # Safety
+/// The tiers write into what [`PageSource::reserve`] returns without checking it, so an
+/// implementation must return null or a range of `size` bytes aligned to `align`, writable,
+/// zero-filled, and used by nothing else until it comes back through
+/// [`PageSource::release`]; and [`PageSource::purge`] must leave a range readable and
+/// writable.
+pub unsafe trait PageSource: Sync {
     /// Reserves `size` bytes (a multiple of [`CHUNK_SIZE`]) aligned to `align` (a power of two
     /// ≥ [`CHUNK_SIZE`]), zero-filled, and records `tag` as the owner of its chunks. `dense`:
     /// the memory is likely to stay densely used and reused in place (huge pages pay off; see
@@ -61,7 +68,9 @@ pub struct OsPages;
 /// The process's page source.
 pub static OS_PAGES: OsPages = OsPages;
 
-impl PageSource for OsPages {
+// SAFETY: fresh anonymous mappings of the asked size and alignment, zero-filled by the OS;
+// `madvise` keeps a range mapped.
+unsafe impl PageSource for OsPages {
     fn reserve(&self, size: usize, align: usize, tag: Tag, dense: bool) -> *mut u8 {
         debug_assert!(align.is_power_of_two() && align >= CHUNK_SIZE);
         let mut p = os::map_aligned(size, align);
@@ -176,7 +185,9 @@ impl Default for FixedRegion {
     }
 }
 
-impl PageSource for FixedRegion {
+// SAFETY: pieces of the range `init` was given (writable, used by nothing else, zero-filled;
+// zeroed again when they come back), each handed out once until released.
+unsafe impl PageSource for FixedRegion {
     fn reserve(&self, size: usize, align: usize, tag: Tag, _dense: bool) -> *mut u8 {
         let mut st = self.state.lock();
         let reused = st
