@@ -70,10 +70,21 @@ pub fn test(no_lint: bool) -> Result<()> {
     if !no_lint {
         step("cargo fmt --all -- --check");
         run_status(&mut cargo(&["fmt", "--all", "--", "--check"]))?;
-        step("cargo clippy --workspace --all-targets -- -D warnings");
+        step("cargo clippy --workspace --all-targets -- -D warnings (and the facade without `learn`)");
         run_status(&mut cargo(&[
             "clippy",
             "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+        // The facade without its default `learn` feature must build and stay clean too.
+        run_status(&mut cargo(&[
+            "clippy",
+            "-p",
+            "hakmem-alloc",
+            "--no-default-features",
             "--all-targets",
             "--",
             "-D",

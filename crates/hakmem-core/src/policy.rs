@@ -31,6 +31,16 @@ pub enum SiteAction {
     Direct = 1,
 }
 
+impl SiteAction {
+    /// The action's name in reports: `default`, `direct`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            SiteAction::Default => "default",
+            SiteAction::Direct => "direct",
+        }
+    }
+}
+
 /// A rule for the blocks allocated from one call site (the caller's return address).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct SiteRule {

@@ -376,7 +376,7 @@ mod lifecycle {
     extern "C" fn on_unload() {
         let cfg = config::get();
         if cfg.elo_report {
-            hakmem::learn::report();
+            hakmem::learning_report();
         }
     }
 

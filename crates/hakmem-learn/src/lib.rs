@@ -15,7 +15,7 @@
 //! - [`evo`]: the lifecycle state machine [`Evo`] with its [`EvoParams`], [`Phase`]s and a
 //!   [`History`] of the last 32 [`Transition`]s.
 //! - [`sites`]: the lock-free, fixed-capacity call-site table [`SiteTable`] and the rules
-//!   ([`SiteRule`], [`SiteAction`]) derived from it.
+//!   (the policy's [`SiteRule`]s, [`SiteAction`]) derived from it.
 //! - [`report`]: the leaderboard and lifecycle report ([`write_report`]) and [`FixedBuf`], a
 //!   truncating stack buffer to format it into.
 //! - [`math`]: `exp2`/`pow10` for `no_std` (Elo needs `10^x`).

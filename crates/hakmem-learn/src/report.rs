@@ -346,7 +346,7 @@ mod tests {
         let text = buf.as_str();
         assert!(text.lines().all(|l| l.starts_with(SITES_PREFIX)), "{text}");
         assert!(
-            text.contains("hakmem-sites: 0xabc0 10 31457280 0 12 9 0 cache\n"),
+            text.contains("hakmem-sites: 0xabc0 10 31457280 0 12 9 0 default\n"),
             "{text}"
         );
         assert!(

@@ -4,9 +4,9 @@
 //! Role: the allocator samples some large allocations and records, per call site (a return
 //! address), how many blocks and bytes it asked for, of which sizes, how long they lived, and
 //! whether a freed block was soon replaced by one of the same size. [`SiteTable::derive_rules`]
-//! turns that into per-site actions: [`SiteAction::Cache`] for sites that churn short-lived
-//! blocks (keep their freed mappings for reuse) and [`SiteAction::Direct`] for sites whose
-//! blocks live long (bypass the cache so they do not occupy its budget).
+//! turns that into the policy's per-site rules (`hakmem_core::policy::SiteRule`):
+//! [`SiteAction::Direct`] for sites whose blocks live long (they bypass the cache, so they do
+//! not occupy its budget).
 //!
 //! Invariants:
 //! - No allocation, no lock, no `unsafe`: keys are atomic words claimed by compare-and-swap
@@ -23,6 +23,7 @@
 //!   (where [`SiteTable::new`] is not `const`).
 
 use crate::window::{BUCKETS, size_bucket};
+pub use hakmem_core::policy::{SiteAction, SiteRule};
 use hakmem_core::sync::{AtomicU64, AtomicUsize, Ordering};
 
 const RELAXED: Ordering = Ordering::Relaxed;
@@ -171,48 +172,8 @@ impl SiteStats {
         if mean >= p.long_lifetime_ms {
             return SiteAction::Direct;
         }
-        // Short-lived and mostly replaced by a block of the same size: worth caching.
-        if mean < p.short_lifetime_ms
-            && self.reused as u128 * 1000 > self.frees as u128 * p.reuse_permille as u128
-        {
-            return SiteAction::Cache;
-        }
         SiteAction::Default
     }
-}
-
-/// What the allocator should do differently for one call site.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum SiteAction {
-    /// Nothing special: the global policy applies.
-    #[default]
-    Default,
-    /// Keep this site's freed mappings for reuse, even below the cache's size threshold: its
-    /// blocks are short-lived and soon replaced by blocks of the same size.
-    Cache,
-    /// Bypass the cache (map and unmap directly): this site's blocks live long, so caching
-    /// them would only occupy the cache budget.
-    Direct,
-}
-
-impl SiteAction {
-    /// The action's name in reports: `default`, `cache`, `direct`.
-    pub const fn name(self) -> &'static str {
-        match self {
-            SiteAction::Default => "default",
-            SiteAction::Cache => "cache",
-            SiteAction::Direct => "direct",
-        }
-    }
-}
-
-/// A derived rule: `action` applies to allocations from call site `site`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SiteRule {
-    /// The call-site address (as recorded; never 0 in a derived rule).
-    pub site: usize,
-    /// What to do for it (never [`SiteAction::Default`] in a derived rule).
-    pub action: SiteAction,
 }
 
 /// Thresholds of the site rules.
@@ -220,22 +181,15 @@ pub struct SiteRule {
 /// A site gets a rule only with at least `min_allocs` allocations of `large_min` bytes or
 /// more. Then it is [`SiteAction::Direct`] if more than `live_permille`‰ of its blocks are
 /// still live, or none was freed, or its freed blocks lived `long_lifetime_ms` or more on
-/// average; else [`SiteAction::Cache`] if they lived less than `short_lifetime_ms` on average
-/// and more than `reuse_permille`‰ of the frees were followed by an allocation of the same size
-/// bucket; else no rule.
+/// average; else no rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RuleParams {
     /// Minimum number of large allocations before a site gets a rule (default 8).
     pub min_allocs: u64,
     /// "Large" means at least this many bytes, at [`size_bucket`] granularity (default 1 MiB).
     pub large_min: usize,
-    /// Mean lifetime below which blocks count as short-lived, in ms (default 1000).
-    pub short_lifetime_ms: u64,
     /// Mean lifetime from which blocks count as long-lived, in ms (default 1000).
     pub long_lifetime_ms: u64,
-    /// Share of frees, in ‰, that must be followed by a same-size allocation for `Cache`
-    /// (default 500: "most").
-    pub reuse_permille: u64,
     /// Share of allocations, in ‰, still live above which the site is `Direct` (default 500).
     pub live_permille: u64,
 }
@@ -245,9 +199,7 @@ impl Default for RuleParams {
         RuleParams {
             min_allocs: 8,
             large_min: 1 << 20,
-            short_lifetime_ms: 1000,
             long_lifetime_ms: 1000,
-            reuse_permille: 500,
             live_permille: 500,
         }
     }
@@ -665,7 +617,7 @@ mod tests {
         pattern(&t, batch, 16, 3 * MIB, 20, false, true);
 
         let action = |s| t.get(s).unwrap().action(&p);
-        assert_eq!(action(churner), SiteAction::Cache);
+        assert_eq!(action(churner), SiteAction::Default, "short-lived");
         assert_eq!(action(keeper), SiteAction::Direct);
         assert_eq!(action(leaker), SiteAction::Direct);
         assert_eq!(action(small), SiteAction::Default, "not large");
@@ -678,16 +630,12 @@ mod tests {
 
         let mut out = [SiteRule::default(); 8];
         let n = t.derive_rules(&p, &mut out);
-        assert_eq!(n, 3);
+        assert_eq!(n, 2);
         let mut rules: Vec<_> = out[..n].iter().map(|r| (r.site, r.action)).collect();
         rules.sort_by_key(|r| r.0);
         assert_eq!(
             rules,
-            [
-                (churner, SiteAction::Cache),
-                (keeper, SiteAction::Direct),
-                (leaker, SiteAction::Direct)
-            ]
+            [(keeper, SiteAction::Direct), (leaker, SiteAction::Direct)]
         );
         // A short output slice holds what fits.
         let mut one = [SiteRule::default(); 1];
@@ -695,14 +643,13 @@ mod tests {
         assert_ne!(one[0].action, SiteAction::Default);
         assert_eq!(t.derive_rules(&p, &mut []), 0);
 
-        // Thresholds come from the params: with a 10 s "long", the keeper is a cache candidate.
+        // Thresholds come from the params: with a 10 s "long", the keeper gets no rule.
         let lenient = RuleParams {
-            short_lifetime_ms: 10_000,
             long_lifetime_ms: 10_000,
             ..p
         };
         assert_eq!(action(keeper), SiteAction::Direct);
-        assert_eq!(t.get(keeper).unwrap().action(&lenient), SiteAction::Cache);
+        assert_eq!(t.get(keeper).unwrap().action(&lenient), SiteAction::Default);
     }
 
     #[test]
@@ -716,14 +663,11 @@ mod tests {
         assert_eq!(s.action(&p), SiteAction::Direct, "nothing freed");
         s.frees = 6;
         s.lifetime_ms_sum = 6 * 999;
-        s.reused = 3;
         assert_eq!(
             s.action(&p),
             SiteAction::Default,
-            "reuse exactly half is not most"
+            "short-lived, mostly freed"
         );
-        s.reused = 4;
-        assert_eq!(s.action(&p), SiteAction::Cache);
         s.lifetime_ms_sum = 6 * 1000;
         assert_eq!(
             s.action(&p),
@@ -733,7 +677,7 @@ mod tests {
         s.lifetime_ms_sum = 60;
         s.frees = 4; // 6 of 10 live
         assert_eq!(s.action(&p), SiteAction::Direct, "most blocks live");
-        assert_eq!(SiteAction::Cache.name(), "cache");
+        assert_eq!(SiteAction::Direct.name(), "direct");
         assert_eq!(SiteStats::default().mean_lifetime_ms(), None);
     }
 }

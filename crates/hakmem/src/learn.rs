@@ -22,13 +22,10 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use hakmem_bigcache::BigCacheConfig;
 use hakmem_core::config::{self, Evo as EvoMode};
 use hakmem_core::os;
-use hakmem_core::policy::{
-    self, Policy, SITE_RULES, SiteAction as CoreAction, SiteRule as CoreRule,
-};
+use hakmem_core::policy::{self, Policy};
 use hakmem_core::sync::Mutex;
 use hakmem_learn::{
-    Evo, EvoParams, FixedBuf, RuleParams, SiteAction, SiteRule, SiteTable, Window, size_bucket,
-    write_report, write_sites,
+    Evo, EvoParams, FixedBuf, RuleParams, SiteTable, Window, size_bucket, write_report, write_sites,
 };
 
 /// The BigCache budgets the learner chooses among.
@@ -71,6 +68,11 @@ static LEARNER: Mutex<Learner> = Mutex::new(Learner {
 /// learner (and the policy table it writes under it) consistent.
 pub fn fork_lock() -> &'static hakmem_core::sync::RawLock {
     LEARNER.raw()
+}
+
+/// Whether the learner tunes the BigCache budget (the learning modes).
+pub fn active() -> bool {
+    config::get().learning()
 }
 
 /// The lifecycle parameters for `mode`.
@@ -123,7 +125,7 @@ fn close_window(l: &mut Learner, ops: u64, cfg: &config::Config) {
         ops - l.ops,
         cpu_ns.saturating_sub(l.cpu_ns),
         faults.saturating_sub(l.faults),
-        rss_bytes(),
+        os::resident_bytes(),
     );
     for (b, h) in w.size_hist.iter_mut().zip(&HIST) {
         *b = h.swap(0, Ordering::Relaxed);
@@ -146,19 +148,7 @@ fn close_window(l: &mut Learner, ops: u64, cfg: &config::Config) {
         ..Policy::DEFAULT
     };
     if cfg.site_rules {
-        let mut rules = [SiteRule {
-            site: 0,
-            action: SiteAction::Default,
-        }; SITE_RULES];
-        let n = SITES.derive_rules(&RuleParams::default(), &mut rules);
-        for (out, r) in p.sites.iter_mut().zip(&rules[..n]) {
-            if r.action == SiteAction::Direct {
-                *out = CoreRule {
-                    site: r.site,
-                    action: CoreAction::Direct,
-                };
-            }
-        }
+        SITES.derive_rules(&RuleParams::default(), &mut p.sites);
     }
     if policy::publish(&p) && BIGCACHE.config().budget_bytes != p.cache_budget {
         BIGCACHE.set_config(BigCacheConfig {
@@ -184,32 +174,6 @@ fn minor_faults() -> u64 {
     // SAFETY: writing into a local rusage.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     ru.ru_minflt as u64
-}
-
-/// Resident bytes from `/proc/self/statm` (second field, in pages); 0 if unreadable.
-fn rss_bytes() -> u64 {
-    let mut buf = [0u8; 128];
-    // SAFETY: a NUL-terminated path; open/read/close into a stack buffer allocate nothing.
-    let n = unsafe {
-        let fd = libc::open(
-            c"/proc/self/statm".as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        );
-        if fd < 0 {
-            return 0;
-        }
-        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
-        libc::close(fd);
-        n
-    };
-    let text = &buf[..n.max(0) as usize];
-    let pages = text
-        .split(|&c| c == b' ')
-        .nth(1)
-        .and_then(|f| core::str::from_utf8(f).ok())
-        .and_then(|f| f.parse::<u64>().ok())
-        .unwrap_or(0);
-    pages * os::PAGE as u64
 }
 
 /// Prints the leaderboard, the lifecycle history and the profiled sites (`HAKMEM_ELO_REPORT=1`),

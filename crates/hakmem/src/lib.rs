@@ -172,13 +172,24 @@ fn alloc_big_at(size: usize, align: usize, site: usize) -> *mut u8 {
 /// blocks stay there.
 #[inline]
 fn big_run(size: usize, align: usize) -> bool {
-    size > RUN_MAX && size <= BIG_RUN_MAX && align <= BIG_RUN_ALIGN && !config::get().learning()
+    size > RUN_MAX && size <= BIG_RUN_MAX && align <= BIG_RUN_ALIGN && !learn::active()
 }
 
 /// The largest alignment the big page runs serve.
 const BIG_RUN_ALIGN: usize = 2 << 20;
 
-pub mod learn;
+#[cfg(feature = "learn")]
+mod learn;
+#[cfg(not(feature = "learn"))]
+#[path = "learn_off.rs"]
+mod learn;
+
+/// Writes the learner's leaderboard, lifecycle history and profiled sites to standard error
+/// (`HAKMEM_ELO_REPORT=1` at exit), without allocating; one line saying so in a build without
+/// the `learn` feature.
+pub fn learning_report() {
+    learn::report();
+}
 
 /// The locks a `fork` must hold, in the order to take them (release in reverse), after the
 /// background purger's pass lock (`hakmem_core::purger::fork_prepare`): the learner (it takes
