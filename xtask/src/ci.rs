@@ -70,7 +70,9 @@ pub fn test(no_lint: bool) -> Result<()> {
     if !no_lint {
         step("cargo fmt --all -- --check");
         run_status(&mut cargo(&["fmt", "--all", "--", "--check"]))?;
-        step("cargo clippy --workspace --all-targets -- -D warnings (and the facade without `learn`)");
+        step(
+            "cargo clippy --workspace --all-targets -- -D warnings (and the facade without `learn`)",
+        );
         run_status(&mut cargo(&[
             "clippy",
             "--workspace",
